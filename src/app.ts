@@ -1,0 +1,125 @@
+/**
+ * `buildApp(deps)`: the HTTP application without `listen`, so tests drive it with `app.inject()`
+ * and the CLI decides where it listens. Domain modules are Fastify plugins registered with a prefix;
+ * only shared infrastructure is decorated at the root.
+ */
+import { randomUUID } from 'node:crypto';
+import swagger from '@fastify/swagger';
+import swaggerUi from '@fastify/swagger-ui';
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
+import type { Plugin } from 'ajv';
+import ajvFormats from 'ajv-formats';
+import type { IncomingMessage, Server, ServerResponse } from 'node:http';
+import Fastify, { type FastifyReply, type FastifyRequest, LogController } from 'fastify';
+import type { Redis } from 'ioredis';
+import type { Config } from './config.js';
+import { healthRoutes } from './modules/health/routes.js';
+import type { Database } from './platform/db/database.js';
+import { registerProblemHandlers } from './platform/http/problem.js';
+import type { JobQueue } from './platform/jobs/queue.js';
+import { type Logger, redactUrl } from './platform/logger.js';
+
+export interface AppDeps {
+  config: Config;
+  logger: Logger;
+  database: Database;
+  /** Present in server mode when `REDIS_URL` is set. */
+  redis?: Redis | undefined;
+  jobs?: JobQueue | undefined;
+}
+
+export type App = Awaited<ReturnType<typeof buildApp>>;
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    deps: AppDeps;
+  }
+}
+
+/** One line per request (nothing on arrival), with the fields operators filter on. */
+class RequestLogs extends LogController {
+  override incomingRequest(): void {
+    // the completion line carries everything
+  }
+  override requestCompleted(error: Error | null, request: FastifyRequest, reply: FastifyReply): void {
+    const line = {
+      method: request.method,
+      route: request.routeOptions.url ?? null,
+      url: redactUrl(request.url),
+      status: reply.statusCode,
+      ms: Math.round(reply.elapsedTime * 10) / 10,
+    };
+    if (error) reply.log.error({ ...line, err: error }, 'request errored');
+    else reply.log.info(line, 'request completed');
+  }
+}
+
+const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
+
+export const API_VERSION = '0.1.0';
+
+export async function buildApp(deps: AppDeps) {
+  const { config } = deps;
+  const app = Fastify<Server, IncomingMessage, ServerResponse>({
+    loggerInstance: deps.logger,
+    logController: new RequestLogs({ requestIdLogLabel: 'requestId' }),
+    // Accept a caller's X-Request-Id when it is well-formed; otherwise mint one.
+    genReqId: (req) => {
+      const given = req.headers['x-request-id'];
+      return typeof given === 'string' && REQUEST_ID.test(given) ? given : randomUUID();
+    },
+    bodyLimit: config.bodyLimitBytes,
+    requestTimeout: config.requestTimeoutMs,
+    keepAliveTimeout: config.keepAliveTimeoutMs,
+    trustProxy: config.trustProxy,
+    return503OnClosing: true,
+    ajv: {
+      customOptions: { allErrors: true, coerceTypes: 'array', useDefaults: true, removeAdditional: false },
+      plugins: [ajvFormats.default as unknown as Plugin<unknown>],
+    },
+  }).withTypeProvider<TypeBoxTypeProvider>();
+
+  app.decorate('deps', deps);
+
+  app.addHook('onRequest', async (request, reply) => {
+    void reply.header('x-request-id', request.id);
+  });
+
+  // During shutdown, in-flight responses close their connection: otherwise a keep-alive socket that
+  // goes idle after close() began would hold the process open until the keep-alive timeout.
+  let closing = false;
+  app.addHook('preClose', async () => {
+    closing = true;
+  });
+  app.addHook('onSend', async (_request, reply, payload) => {
+    if (closing) void reply.header('connection', 'close');
+    return payload;
+  });
+  registerProblemHandlers(app);
+
+  await app.register(swagger, {
+    // Shared schemas keep their $id as their component name (e.g. #/components/schemas/Problem).
+    refResolver: {
+      buildLocalReference: (json, _base, _fragment, i) =>
+        typeof json.$id === 'string' ? json.$id : `def-${i}`,
+    },
+    openapi: {
+      openapi: '3.1.0',
+      info: {
+        title: 'Larder API',
+        version: API_VERSION,
+        description:
+          'Self-hosted knowledge backend. Errors are RFC 9457 `application/problem+json` documents with a stable `code`.',
+        license: { name: 'Apache-2.0', identifier: 'Apache-2.0' },
+      },
+      tags: [{ name: 'operations', description: 'Health, readiness and API description' }],
+    },
+  });
+  await app.register(swaggerUi, { routePrefix: '/docs', staticCSP: true, uiConfig: { deepLinking: true } });
+
+  app.get('/openapi.json', { schema: { hide: true } }, () => app.swagger());
+
+  await app.register(healthRoutes);
+
+  return app;
+}

@@ -1,0 +1,3 @@
+import { buildCli } from './program.js';
+
+await buildCli().parseAsync(process.argv);

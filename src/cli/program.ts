@@ -1,0 +1,100 @@
+/**
+ * The `larder` command line. Commands are thin: parse flags, load config, call the runtime.
+ *
+ * @example
+ *   larder serve     # HTTP API (and, in embedded mode, the background worker)
+ *   larder worker    # background job processor
+ *   larder migrate   # apply pending database migrations
+ */
+import { Command, Option } from 'commander';
+import { ConfigError, loadConfig, settings } from '../config.js';
+import { StartupError } from '../platform/errors.js';
+import { createLogger } from '../platform/logger.js';
+import { migrateCommand } from './migrate.js';
+import { serveCommand } from './serve.js';
+import { workerCommand } from './worker.js';
+
+export const EXIT_CONFIG = 78; // EX_CONFIG from sysexits.h
+export const EXIT_STARTUP = 1;
+
+const configHelp = `
+Configuration comes from environment variables (or a JSON file named by LARDER_CONFIG).
+The most common:
+${Object.values(settings)
+  .filter((s) =>
+    ['PORT', 'HOST', 'LARDER_DATA_DIR', 'DATABASE_URL', 'REDIS_URL', 'LOG_LEVEL'].includes(s.env),
+  )
+  .map((s) => `  ${s.env.padEnd(16)} ${s.doc.replaceAll('`', '')}`)
+  .join('\n')}
+See README.md for every setting.`;
+
+/** Loads config and a logger, runs `fn`, and turns start-up failures into a clear message + exit code. */
+async function withConfig(
+  fn: (ctx: {
+    config: ReturnType<typeof loadConfig>;
+    logger: ReturnType<typeof createLogger>;
+  }) => Promise<void>,
+) {
+  let config;
+  try {
+    config = loadConfig(process.env);
+  } catch (error) {
+    if (error instanceof ConfigError) {
+      process.stderr.write(`larder: ${error.message}\n`);
+      process.exit(EXIT_CONFIG);
+    }
+    throw error;
+  }
+  const logger = createLogger(config);
+  try {
+    await fn({ config, logger });
+  } catch (error) {
+    if (error instanceof StartupError) {
+      logger.fatal(error.message);
+      process.stderr.write(`larder: ${error.message}\n`);
+    } else {
+      logger.fatal({ err: error }, 'start-up failed');
+    }
+    process.exit(EXIT_STARTUP);
+  }
+}
+
+export function buildCli(): Command {
+  const program = new Command('larder')
+    .description('Larder: a self-hosted knowledge backend (documents → PostgreSQL → cited answers).')
+    .showHelpAfterError()
+    .addHelpText('after', configHelp);
+
+  program
+    .command('serve')
+    .description(
+      'Serve the HTTP API. Applies pending migrations first (LARDER_MIGRATE_ON_START). In embedded mode ' +
+        '(no DATABASE_URL) it also runs the background worker in-process (LARDER_INLINE_WORKER).',
+    )
+    .addOption(new Option('--port <port>', 'override PORT').argParser((v) => v))
+    .addOption(new Option('--host <host>', 'override HOST'))
+    .action(async (opts: { port?: string; host?: string }) => {
+      if (opts.port) process.env.PORT = opts.port;
+      if (opts.host) process.env.HOST = opts.host;
+      await withConfig(serveCommand);
+    });
+
+  program
+    .command('worker')
+    .description(
+      'Run background jobs (ingestion, maintenance, schedules) against DATABASE_URL. Scale by running more ' +
+        'workers; each runs LARDER_JOB_CONCURRENCY jobs per queue at once. Stops gracefully on SIGTERM.',
+    )
+    .action(() => withConfig(workerCommand));
+
+  program
+    .command('migrate')
+    .description(
+      'Apply pending database migrations and exit. Safe to run from several processes at once (advisory ' +
+        'lock); running it again is a no-op. Prints what was applied.',
+    )
+    .option('--json', 'print the outcome as JSON')
+    .action((opts: { json?: boolean }) => withConfig((ctx) => migrateCommand(ctx, opts)));
+
+  return program;
+}

@@ -1,0 +1,212 @@
+/**
+ * Configuration: one schema for every setting, parsed once at start-up and injected.
+ * Nothing else in the code reads `process.env`.
+ *
+ * Sources, later wins: schema defaults → JSON config file (`LARDER_CONFIG`) → environment variables.
+ * The config file uses the same names as the environment, e.g. `{ "PORT": 9000, "LOG_LEVEL": "debug" }`.
+ *
+ * @example
+ *   const config = loadConfig(process.env); // throws ConfigError listing every problem
+ */
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import Type, { type Static, type TSchema } from 'typebox';
+import { Value } from 'typebox/value';
+
+const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
+
+/** Allowed values of an enum-like setting, for error messages. */
+function allowedValues(schema: TSchema): string | undefined {
+  const values = (schema as { enum?: unknown[] }).enum;
+  return values?.map(String).join(', ');
+}
+
+/**
+ * Every setting: its environment name, schema (with default) and a one-line description.
+ * The README's configuration table is generated from this list (`npm run generate`) and drift-checked.
+ */
+export const settings = {
+  port: {
+    env: 'PORT',
+    schema: Type.Integer({ minimum: 0, maximum: 65535, default: 8080 }),
+    doc: 'TCP port the HTTP server listens on (0 picks a free port).',
+  },
+  host: {
+    env: 'HOST',
+    schema: Type.String({ minLength: 1, default: '127.0.0.1' }),
+    doc: 'Interface to bind. Use `0.0.0.0` in containers.',
+  },
+  dataDir: {
+    env: 'LARDER_DATA_DIR',
+    schema: Type.String({ minLength: 1, default: './data' }),
+    doc: 'Directory for embedded-mode state (the PGlite database). Unused when `DATABASE_URL` is set.',
+  },
+  databaseUrl: {
+    env: 'DATABASE_URL',
+    schema: Type.Optional(Type.String({ pattern: '^postgres(ql)?://' })),
+    doc: 'PostgreSQL ≥ 14 with pgvector (`postgres://user:pass@host:5432/db`). Unset: embedded PGlite.',
+  },
+  databasePoolSize: {
+    env: 'DATABASE_POOL_SIZE',
+    schema: Type.Integer({ minimum: 1, maximum: 500, default: 10 }),
+    doc: 'Maximum connections in the server-mode pool (per process).',
+  },
+  databaseStatementTimeoutMs: {
+    env: 'DATABASE_STATEMENT_TIMEOUT_MS',
+    schema: Type.Integer({ minimum: 0, default: 30_000 }),
+    doc: 'Server-mode `statement_timeout` per connection; 0 disables.',
+  },
+  redisUrl: {
+    env: 'REDIS_URL',
+    schema: Type.Optional(Type.String({ pattern: '^rediss?://' })),
+    doc: 'Redis 6+ for cache, rate limits and event fan-out. Unset: in-process equivalents.',
+  },
+  logLevel: {
+    env: 'LOG_LEVEL',
+    schema: Type.Enum(LOG_LEVELS, { default: 'info' }),
+    doc: 'Log level: fatal, error, warn, info, debug, trace or silent.',
+  },
+  logPretty: {
+    env: 'LARDER_LOG_PRETTY',
+    schema: Type.Boolean({ default: false }),
+    doc: 'Human-readable logs instead of JSON (`npm run dev` turns it on).',
+  },
+  migrateOnStart: {
+    env: 'LARDER_MIGRATE_ON_START',
+    schema: Type.Boolean({ default: true }),
+    doc: '`larder serve` and `larder worker` apply pending migrations before starting.',
+  },
+  inlineWorker: {
+    env: 'LARDER_INLINE_WORKER',
+    schema: Type.Enum(['auto', 'true', 'false'], { default: 'auto' }),
+    doc: '`serve` also runs background jobs: `auto` = only in embedded mode.',
+  },
+  jobConcurrency: {
+    env: 'LARDER_JOB_CONCURRENCY',
+    schema: Type.Integer({ minimum: 1, maximum: 64, default: 2 }),
+    doc: 'Jobs a worker process runs at once, per queue.',
+  },
+  bodyLimitBytes: {
+    env: 'LARDER_BODY_LIMIT_BYTES',
+    schema: Type.Integer({ minimum: 1024, default: 1_048_576 }),
+    doc: 'Largest JSON request body accepted (413 above). File uploads have their own limit.',
+  },
+  requestTimeoutMs: {
+    env: 'LARDER_REQUEST_TIMEOUT_MS',
+    schema: Type.Integer({ minimum: 0, default: 60_000 }),
+    doc: 'Time allowed to receive a whole request; 0 disables.',
+  },
+  keepAliveTimeoutMs: {
+    env: 'LARDER_KEEP_ALIVE_TIMEOUT_MS',
+    schema: Type.Integer({ minimum: 1, default: 72_000 }),
+    doc: 'Idle keep-alive socket timeout (keep above your load balancer’s idle timeout).',
+  },
+  shutdownTimeoutMs: {
+    env: 'LARDER_SHUTDOWN_TIMEOUT_MS',
+    schema: Type.Integer({ minimum: 0, default: 15_000 }),
+    doc: 'On SIGTERM/SIGINT, time to drain in-flight requests and jobs before exiting anyway.',
+  },
+  trustProxy: {
+    env: 'LARDER_TRUST_PROXY',
+    schema: Type.Boolean({ default: false }),
+    doc: 'Trust `X-Forwarded-*` headers (set when behind a load balancer).',
+  },
+} as const satisfies Record<string, { env: string; schema: TSchema; doc: string }>;
+
+type Settings = typeof settings;
+export type Config = { [K in keyof Settings]: Static<Settings[K]['schema']> };
+
+/** The environment variable naming an optional JSON config file. */
+export const CONFIG_FILE_ENV = 'LARDER_CONFIG';
+
+/** Thrown when configuration is invalid; `problems` lists every one of them. */
+export class ConfigError extends Error {
+  constructor(readonly problems: string[]) {
+    super(
+      `Invalid configuration (${problems.length} problem${problems.length === 1 ? '' : 's'}):\n` +
+        problems.map((p) => `  - ${p}`).join('\n'),
+    );
+    this.name = 'ConfigError';
+  }
+}
+
+type Env = Record<string, string | undefined>;
+
+function readConfigFile(file: string, problems: string[]): Record<string, unknown> {
+  try {
+    const parsed: unknown = JSON.parse(readFileSync(path.resolve(file), 'utf8'));
+    if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
+      problems.push(`${CONFIG_FILE_ENV}: ${file} must contain a JSON object`);
+      return {};
+    }
+    return parsed as Record<string, unknown>;
+  } catch (error) {
+    problems.push(`${CONFIG_FILE_ENV}: cannot read ${file}: ${(error as Error).message}`);
+    return {};
+  }
+}
+
+/**
+ * Parses configuration from an environment (and the optional config file it names).
+ * @throws ConfigError with every problem found, never just the first.
+ */
+export function loadConfig(env: Env = process.env): Config {
+  const problems: string[] = [];
+  const configFile = env[CONFIG_FILE_ENV];
+  const fileValues = configFile ? readConfigFile(configFile, problems) : {};
+  const known = new Set<string>(Object.values(settings).map((s) => s.env));
+  for (const key of Object.keys(fileValues)) {
+    if (!known.has(key)) problems.push(`${key}: unknown setting in ${configFile ?? ''}`);
+  }
+
+  const result: Record<string, unknown> = {};
+  for (const [key, setting] of Object.entries(settings)) {
+    const raw: unknown =
+      env[setting.env] !== undefined && env[setting.env] !== '' ? env[setting.env] : fileValues[setting.env];
+    const schema: TSchema = setting.schema;
+    if (raw === undefined) {
+      const fallback: unknown = Value.Default(schema, undefined);
+      if (fallback !== undefined) result[key] = fallback;
+      continue;
+    }
+    const value: unknown = Value.Convert(schema, raw);
+    if (!Value.Check(schema, value)) {
+      const allowed = allowedValues(schema);
+      const reason = allowed
+        ? `must be one of ${allowed}`
+        : (Value.Errors(schema, value)[0]?.message ?? 'invalid value');
+      problems.push(`${setting.env}: ${reason} (got ${JSON.stringify(redactSetting(setting.env, raw))})`);
+      continue;
+    }
+    result[key] = value;
+  }
+  if (problems.length > 0) throw new ConfigError(problems);
+  return result as Config;
+}
+
+/** Masks credentials in a setting's value for logs and error messages. */
+export function redactSetting(env: string, value: unknown): unknown {
+  if (typeof value !== 'string') return value;
+  if (env === 'DATABASE_URL' || env === 'REDIS_URL') {
+    try {
+      const url = new URL(value);
+      if (url.password) url.password = '***';
+      return url.toString();
+    } catch {
+      return '***';
+    }
+  }
+  return value;
+}
+
+/** A log-safe summary of the effective configuration. */
+export function describeConfig(config: Config): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const [key, setting] of Object.entries(settings)) {
+    out[key] = redactSetting(setting.env, config[key as keyof Config]);
+  }
+  return out;
+}
+
+export type DatabaseMode = 'embedded' | 'server';
+export const databaseMode = (config: Config): DatabaseMode => (config.databaseUrl ? 'server' : 'embedded');

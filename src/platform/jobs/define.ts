@@ -1,0 +1,66 @@
+/**
+ * Typed background jobs on pg-boss (at-least-once, retries with backoff, dead letters), stored in the
+ * same PostgreSQL as everything else. Handlers must be idempotent: a job can run again after a crash.
+ *
+ * @example
+ *   export const reindex = defineJob({
+ *     name: 'documents.reindex',
+ *     payload: Type.Object({ documentId: Type.String({ format: 'uuid' }) }),
+ *     retry: { limit: 5, delaySeconds: 10, backoff: true },
+ *     async handler({ documentId }, ctx) { ... },
+ *   });
+ *   await jobs.send(reindex, { documentId });
+ */
+import type { Static, TSchema } from 'typebox';
+import type { Config } from '../../config.js';
+import type { Database } from '../db/database.js';
+import type { Logger } from '../logger.js';
+
+/** What a handler may use. Services are built from these, never from globals. */
+export interface JobDeps {
+  config: Config;
+  database: Database;
+  logger: Logger;
+}
+
+export interface JobContext {
+  jobId: string;
+  /** 0 on the first attempt. */
+  retryCount: number;
+  /** Child logger carrying `jobId` and `queue`. */
+  log: Logger;
+  deps: JobDeps;
+  /** Aborted when the worker is shutting down; long handlers should stop at the next safe point. */
+  signal: AbortSignal;
+}
+
+export interface RetryPolicy {
+  /** Attempts after the first one. */
+  limit: number;
+  delaySeconds: number;
+  /** Exponential backoff with jitter (pg-boss) instead of a fixed delay. */
+  backoff: boolean;
+}
+
+export interface JobDefinition<S extends TSchema = TSchema> {
+  /** Queue name: `domain.action`, letters, digits, `.`, `_`, `-`. */
+  name: string;
+  payload: S;
+  retry: RetryPolicy;
+  /** A running job is failed (and retried) after this long. */
+  expireInSeconds: number;
+  /** Optional cron expression (UTC): the job is enqueued on this schedule by the worker. */
+  schedule?: string;
+  handler(payload: Static<S>, ctx: JobContext): Promise<unknown>;
+}
+
+const NAME = /^[a-z][a-z0-9_-]*(\.[a-z][a-z0-9_-]*)*$/;
+
+export function defineJob<S extends TSchema>(
+  definition: Omit<JobDefinition<S>, 'expireInSeconds'> & { expireInSeconds?: number },
+): JobDefinition<S> {
+  if (!NAME.test(definition.name)) throw new Error(`invalid job name: ${definition.name}`);
+  if (definition.retry.limit < 0 || definition.retry.delaySeconds < 0)
+    throw new Error('retry values must be >= 0');
+  return { expireInSeconds: 15 * 60, ...definition };
+}

@@ -1,0 +1,5 @@
+import { purgeExpiredJob } from '../../modules/maintenance/jobs.js';
+import type { JobDefinition } from './define.js';
+
+/** Every job the worker runs. Domains add theirs here. */
+export const jobDefinitions: JobDefinition[] = [purgeExpiredJob];

@@ -1,0 +1,83 @@
+/**
+ * pino JSON logs (pretty in `npm run dev`). Secrets never reach a log line: the paths below are
+ * censored wherever they appear, URLs are logged with sensitive query values masked, and the
+ * configuration is logged through `describeConfig` (credentials masked).
+ */
+import { pino, type DestinationStream, type Logger as PinoLogger } from 'pino';
+import type { Config } from '../config.js';
+
+export type Logger = PinoLogger;
+
+/** Keys whose values are secrets or personal data, at any of the first few levels of a log object. */
+const SECRET_KEYS = [
+  'password',
+  'newPassword',
+  'currentPassword',
+  'passwordHash',
+  'token',
+  'accessToken',
+  'refreshToken',
+  'idToken',
+  'apiKey',
+  'secret',
+  'clientSecret',
+  'authorization',
+  'cookie',
+];
+
+export const REDACT_PATHS = [
+  'req.headers.authorization',
+  'req.headers.cookie',
+  'req.headers["x-api-key"]',
+  'req.headers["proxy-authorization"]',
+  'res.headers["set-cookie"]',
+  'headers.authorization',
+  'headers.cookie',
+  'headers["x-api-key"]',
+  ...SECRET_KEYS.flatMap((k) => [k, `*.${k}`, `*.*.${k}`]),
+];
+
+/** Query-string parameters whose values are masked in logged URLs. */
+const SENSITIVE_QUERY =
+  /^(token|access_token|refresh_token|id_token|code|state|api_key|apikey|key|password|secret|client_secret)$/i;
+
+/** `/x?token=abc&page=2` → `/x?token=[REDACTED]&page=2` */
+export function redactUrl(url: string): string {
+  const q = url.indexOf('?');
+  if (q === -1) return url;
+  const params = url
+    .slice(q + 1)
+    .split('&')
+    .map((pair) => {
+      const eq = pair.indexOf('=');
+      const name = eq === -1 ? pair : pair.slice(0, eq);
+      let decoded = name;
+      try {
+        decoded = decodeURIComponent(name);
+      } catch {
+        // keep the raw name
+      }
+      return eq !== -1 && SENSITIVE_QUERY.test(decoded) ? `${name}=[REDACTED]` : pair;
+    });
+  return `${url.slice(0, q)}?${params.join('&')}`;
+}
+
+export function createLogger(
+  config: Pick<Config, 'logLevel' | 'logPretty'>,
+  destination?: DestinationStream,
+): Logger {
+  const options = {
+    level: config.logLevel,
+    base: { service: 'larder' },
+    redact: { paths: REDACT_PATHS, censor: '[REDACTED]' },
+    timestamp: pino.stdTimeFunctions.isoTime,
+  };
+  if (destination) return pino(options, destination);
+  if (config.logPretty) {
+    return pino({
+      ...options,
+      transport: { target: 'pino-pretty', options: { translateTime: 'SYS:HH:MM:ss.l' } },
+    });
+  }
+  return pino(options);
+}

@@ -1,0 +1,123 @@
+/** The job loop end to end, on both drivers: enqueue → worker → handler → state, with retries. */
+import { createHash } from 'node:crypto';
+import { sql } from 'kysely';
+import Type from 'typebox';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { purgeExpiredJob } from '../src/modules/maintenance/jobs.js';
+import { defineJob } from '../src/platform/jobs/define.js';
+import { JobQueue } from '../src/platform/jobs/queue.js';
+import { silentLogger } from './helpers/config.js';
+import { createTestDatabase, drivers, type TestDatabase } from './helpers/database.js';
+
+const sha256 = (s: string) => createHash('sha256').update(s).digest('hex');
+
+async function waitFor<T>(
+  fn: () => Promise<T | null | undefined>,
+  what: string,
+  timeoutMs = 20_000,
+): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await fn();
+    if (value) return value;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+describe.each(drivers())('job queue (%s)', (driver) => {
+  let t: TestDatabase;
+  let jobs: JobQueue;
+  const attempts = new Map<string, number>();
+
+  const flaky = defineJob({
+    name: 'test.flaky',
+    payload: Type.Object({ key: Type.String() }),
+    retry: { limit: 2, delaySeconds: 0, backoff: false },
+    async handler({ key }) {
+      const n = (attempts.get(key) ?? 0) + 1;
+      attempts.set(key, n);
+      if (n < 2) throw new Error(`attempt ${n} fails`);
+      return { attempts: n };
+    },
+  });
+
+  beforeAll(async () => {
+    t = await createTestDatabase(driver);
+    jobs = new JobQueue(
+      { config: t.config, database: t.database, logger: silentLogger },
+      [purgeExpiredJob, flaky],
+      { work: true, concurrency: 1, pollingIntervalSeconds: 0.5 },
+    );
+    await jobs.start();
+  });
+  afterAll(async () => {
+    await jobs.stop(2000);
+    await t.close();
+  });
+
+  it('runs the built-in maintenance job: expired credentials are purged, live ones kept', async () => {
+    const { db } = t.database;
+    const user = await db
+      .insertInto('users')
+      .values({ email: `u-${driver}@example.com`, display_name: 'U' })
+      .returning('id')
+      .executeTakeFirstOrThrow();
+    const token = (hash: string, expires: string) => ({
+      user_id: user.id,
+      family_id: sql<string>`gen_random_uuid()`,
+      token_hash: sha256(hash),
+      expires_at: sql<Date>`now() + ${expires}::interval`,
+    });
+    await db
+      .insertInto('refresh_tokens')
+      .values([
+        token('expired-long-ago', '-30 days'),
+        token('expired-yesterday', '-1 day'),
+        token('live', '7 days'),
+      ])
+      .execute();
+
+    const id = await jobs.send(purgeExpiredJob, {});
+    expect(id).toEqual(expect.any(String));
+    const done = await waitFor(async () => {
+      const s = await jobs.state(purgeExpiredJob, id!);
+      return s?.state === 'completed' ? s : null;
+    }, 'purge job to complete');
+    expect(done.output).toMatchObject({ refreshTokens: 1 });
+
+    const left = await db.selectFrom('refresh_tokens').select('token_hash').execute();
+    expect(left.map((r) => r.token_hash).sort()).toEqual(
+      [sha256('expired-yesterday'), sha256('live')].sort(),
+    );
+  });
+
+  it('retries a failing job per its policy until it succeeds', async () => {
+    const id = await jobs.send(flaky, { key: `k-${driver}` });
+    const done = await waitFor(async () => {
+      const s = await jobs.state(flaky, id!);
+      return s?.state === 'completed' ? s : null;
+    }, 'flaky job to complete');
+    expect(done.output).toEqual({ attempts: 2 });
+    expect(attempts.get(`k-${driver}`)).toBe(2);
+  });
+
+  it('enqueues inside a transaction: a rollback leaves no job behind', async () => {
+    let jobId: string | null = null;
+    await expect(
+      t.database.db.transaction().execute(async (trx) => {
+        jobId = await jobs.send(flaky, { key: `rolled-back-${driver}` }, { trx });
+        throw new Error('abort the transaction');
+      }),
+    ).rejects.toThrow('abort the transaction');
+    expect(jobId).toEqual(expect.any(String));
+    expect(await jobs.state(flaky, jobId!)).toBeNull();
+    expect(attempts.has(`rolled-back-${driver}`)).toBe(false);
+  });
+
+  it('refuses a payload that does not match the job schema', async () => {
+    await expect(jobs.send(flaky, { key: 42 } as unknown as { key: string })).rejects.toMatchObject({
+      code: 'validation_failed',
+    });
+  });
+});
