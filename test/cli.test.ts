@@ -50,6 +50,7 @@ describe('larder CLI', () => {
       expect(health.status).toBe(200);
       const ready = await fetch(`${server.ready}/readyz`);
       expect(await ready.json()).toMatchObject({ status: 'ok', mode: 'embedded' });
+      expect(server.output()).toContain('"msg":"worker started"'); // jobs run in-process in embedded mode
 
       const second = await runCli(['serve'], { LARDER_DATA_DIR: dataDir, PORT: '0', LOG_LEVEL: 'warn' });
       expect(second.code).toBe(1);

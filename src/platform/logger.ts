@@ -73,11 +73,21 @@ export function createLogger(
     timestamp: pino.stdTimeFunctions.isoTime,
   };
   if (destination) return pino(options, destination);
-  if (config.logPretty) {
+  if (config.logPretty && prettyAvailable()) {
     return pino({
       ...options,
       transport: { target: 'pino-pretty', options: { translateTime: 'SYS:HH:MM:ss.l' } },
     });
   }
   return pino(options);
+}
+
+/** pino-pretty is a development dependency; without it (production images) logs stay JSON. */
+function prettyAvailable(): boolean {
+  try {
+    import.meta.resolve('pino-pretty');
+    return true;
+  } catch {
+    return false;
+  }
 }
