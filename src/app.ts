@@ -15,7 +15,7 @@ import type { Redis } from 'ioredis';
 import type { Config } from './config.js';
 import { healthRoutes } from './modules/health/routes.js';
 import type { Database } from './platform/db/database.js';
-import { registerProblemHandlers } from './platform/http/problem.js';
+import { clientErrorHandler, registerProblemHandlers } from './platform/http/problem.js';
 import type { JobQueue } from './platform/jobs/queue.js';
 import { type Logger, redactUrl } from './platform/logger.js';
 
@@ -73,6 +73,7 @@ export async function buildApp(deps: AppDeps) {
     keepAliveTimeout: config.keepAliveTimeoutMs,
     trustProxy: config.trustProxy,
     return503OnClosing: true,
+    clientErrorHandler,
     ajv: {
       customOptions: { allErrors: true, coerceTypes: 'array', useDefaults: true, removeAdditional: false },
       plugins: [ajvFormats.default as unknown as Plugin<unknown>],

@@ -3,7 +3,10 @@
  * `type`, `title`, `status`, `detail`, `code` and `requestId`. Unknown errors become a generic 500:
  * their message, stack and any SQL stay in the log.
  */
-import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { randomUUID } from 'node:crypto';
+import { STATUS_CODES } from 'node:http';
+import type { Duplex } from 'node:stream';
+import type { FastifyBaseLogger, FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import Type from 'typebox';
 import { AppError, type ErrorCode, errorCatalogue, problemType } from '../errors.js';
 
@@ -133,6 +136,34 @@ export function toProblem(error: unknown, requestId: string): Problem {
 export function sendProblem(reply: FastifyReply, problem: Problem): FastifyReply {
   if (problem.headers) void reply.headers(problem.headers);
   return reply.code(problem.status).type(PROBLEM_CONTENT_TYPE).send(problem.body);
+}
+
+/**
+ * Errors Node's HTTP parser raises before Fastify sees a request (malformed HTTP, header overflow,
+ * request timeout). Same problem+json shape; the connection is then closed, as Node does.
+ */
+export function clientErrorHandler(
+  this: { log: FastifyBaseLogger },
+  error: NodeJS.ErrnoException,
+  socket: Duplex,
+): void {
+  if (error.code === 'ECONNRESET' || socket.destroyed) return;
+  const code: ErrorCode =
+    error.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+      ? 'request_timeout'
+      : error.code === 'HPE_HEADER_OVERFLOW'
+        ? 'headers_too_large'
+        : 'bad_request';
+  const { status, body } = toProblem(new AppError(code), randomUUID());
+  this.log.debug({ err: error, code }, 'client error');
+  if (socket.writable) {
+    const json = JSON.stringify(body);
+    socket.write(
+      `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? ''}\r\nConnection: close\r\n` +
+        `Content-Type: ${PROBLEM_CONTENT_TYPE}\r\nContent-Length: ${Buffer.byteLength(json)}\r\n\r\n${json}`,
+    );
+  }
+  socket.destroy(error);
 }
 
 /** Installs the error and not-found handlers on the root instance. */
