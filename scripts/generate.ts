@@ -3,6 +3,7 @@ import { readFile, writeFile } from 'node:fs/promises';
 import { PGlite } from '@electric-sql/pglite';
 import { buildApp } from '../src/app.js';
 import { loadConfig } from '../src/config.js';
+import { generateJwk, KeyRing } from '../src/modules/auth/keys.js';
 import { embeddedDatabase } from '../src/platform/db/database.js';
 import { renderOpenApi, withConfigTable } from '../src/platform/generated.js';
 import { createLogger } from '../src/platform/logger.js';
@@ -11,7 +12,8 @@ const root = new URL('../', import.meta.url);
 const config = loadConfig({ LOG_LEVEL: 'silent' });
 // Route registration touches no data; an empty in-memory database is enough to describe the API.
 const database = embeddedDatabase(await PGlite.create());
-const app = await buildApp({ config, logger: createLogger(config), database });
+const keys = await KeyRing.fromJwks([await generateJwk()], { issuer: 'larder', ttlSeconds: 900 });
+const app = await buildApp({ config, logger: createLogger(config), database, keys });
 await app.ready();
 await writeFile(new URL('openapi.json', root), renderOpenApi(app));
 await app.close();

@@ -13,7 +13,10 @@ import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import Fastify, { type FastifyReply, type FastifyRequest, LogController } from 'fastify';
 import type { Redis } from 'ioredis';
 import type { Config } from './config.js';
+import { authRoutes } from './modules/auth/routes.js';
+import type { KeyRing } from './modules/auth/keys.js';
 import { healthRoutes } from './modules/health/routes.js';
+import { accessPlugin } from './platform/auth/access.js';
 import type { Database } from './platform/db/database.js';
 import { clientErrorHandler, registerProblemHandlers } from './platform/http/problem.js';
 import type { JobQueue } from './platform/jobs/queue.js';
@@ -26,6 +29,8 @@ export interface AppDeps {
   /** Present in server mode when `REDIS_URL` is set. */
   redis?: Redis | undefined;
   jobs?: JobQueue | undefined;
+  /** Access-token keys (sign and verify). */
+  keys: KeyRing;
 }
 
 export type App = Awaited<ReturnType<typeof buildApp>>;
@@ -113,14 +118,31 @@ export async function buildApp(deps: AppDeps) {
           'Self-hosted knowledge backend. Errors are RFC 9457 `application/problem+json` documents with a stable `code`.',
         license: { name: 'Apache-2.0', identifier: 'Apache-2.0' },
       },
-      tags: [{ name: 'operations', description: 'Health, readiness and API description' }],
+      tags: [
+        { name: 'operations', description: 'Health, readiness and API description' },
+        { name: 'auth', description: 'Accounts and sessions' },
+      ],
+      components: {
+        securitySchemes: {
+          bearerAuth: {
+            type: 'http',
+            scheme: 'bearer',
+            bearerFormat: 'JWT',
+            description: 'Access token from /v1/auth/login',
+          },
+        },
+      },
+      security: [{ bearerAuth: [] }],
     },
   });
   await app.register(swaggerUi, { routePrefix: '/docs', staticCSP: true, uiConfig: { deepLinking: true } });
 
-  app.get('/openapi.json', { schema: { hide: true } }, () => app.swagger());
+  await app.register(accessPlugin, { keys: deps.keys });
+
+  app.get('/openapi.json', { config: { access: 'public' }, schema: { hide: true } }, () => app.swagger());
 
   await app.register(healthRoutes);
+  await app.register(authRoutes, { keys: deps.keys });
 
   return app;
 }

@@ -111,7 +111,43 @@ export const settings = {
     schema: Type.Boolean({ default: false }),
     doc: 'Trust `X-Forwarded-*` headers (set when behind a load balancer).',
   },
-} as const satisfies Record<string, { env: string; schema: TSchema; doc: string }>;
+  signupEnabled: {
+    env: 'LARDER_SIGNUP_ENABLED',
+    schema: Type.Boolean({ default: true }),
+    doc: 'Anyone may create an account (and a workspace) with `POST /v1/auth/signup`.',
+  },
+  passwordMinLength: {
+    env: 'LARDER_PASSWORD_MIN_LENGTH',
+    schema: Type.Integer({ minimum: 8, maximum: 128, default: 12 }),
+    doc: 'Shortest password accepted at sign-up and password change.',
+  },
+  argon2MemoryKib: {
+    env: 'LARDER_ARGON2_MEMORY_KIB',
+    schema: Type.Integer({ minimum: 1024, maximum: 1_048_576, default: 19_456 }),
+    doc: 'argon2id memory cost (KiB). Changing it rehashes each password at its next login.',
+  },
+  argon2TimeCost: {
+    env: 'LARDER_ARGON2_TIME_COST',
+    schema: Type.Integer({ minimum: 1, maximum: 20, default: 2 }),
+    doc: 'argon2id iterations. Changing it rehashes each password at its next login.',
+  },
+  jwtKeys: {
+    env: 'LARDER_JWT_KEYS',
+    schema: Type.Optional(Type.String({ minLength: 2 })),
+    doc: 'JSON array of private JWKs (ES256, each with `kid`): the first signs, all verify. Unset: generated once into `LARDER_DATA_DIR/jwt-keys.json`.',
+    secret: true,
+  },
+  accessTokenTtlSeconds: {
+    env: 'LARDER_ACCESS_TOKEN_TTL_SECONDS',
+    schema: Type.Integer({ minimum: 60, maximum: 86_400, default: 900 }),
+    doc: 'Lifetime of access tokens (JWT).',
+  },
+  refreshTokenTtlSeconds: {
+    env: 'LARDER_REFRESH_TOKEN_TTL_SECONDS',
+    schema: Type.Integer({ minimum: 300, default: 2_592_000 }),
+    doc: 'Lifetime of refresh tokens; each use rotates it.',
+  },
+} as const satisfies Record<string, { env: string; schema: TSchema; doc: string; secret?: boolean }>;
 
 type Settings = typeof settings;
 export type Config = { [K in keyof Settings]: Static<Settings[K]['schema']> };
@@ -187,6 +223,7 @@ export function loadConfig(env: Env = process.env): Config {
 /** Masks credentials in a setting's value for logs and error messages. */
 export function redactSetting(env: string, value: unknown): unknown {
   if (typeof value !== 'string') return value;
+  if (Object.values(settings).some((s) => s.env === env && 'secret' in s && s.secret)) return '[REDACTED]';
   if (env === 'DATABASE_URL' || env === 'REDIS_URL') {
     try {
       const url = new URL(value);

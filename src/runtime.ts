@@ -6,6 +6,7 @@ import { Redis } from 'ioredis';
 import { type Config, databaseMode, describeConfig } from './config.js';
 import { assertServerRequirements, type Database, openDatabase } from './platform/db/database.js';
 import { migrateToLatest } from './platform/db/migrator.js';
+import { KeyRing } from './modules/auth/keys.js';
 import { JobQueue } from './platform/jobs/queue.js';
 import { jobDefinitions } from './platform/jobs/registry.js';
 import type { Logger } from './platform/logger.js';
@@ -16,6 +17,7 @@ export interface Runtime {
   database: Database;
   redis?: Redis | undefined;
   jobs?: JobQueue | undefined;
+  keys: KeyRing;
   /** Stops jobs, then closes Redis and the database. Idempotent. */
   close(): Promise<void>;
 }
@@ -33,6 +35,7 @@ export async function openRuntime(config: Config, logger: Logger, options: Runti
   const database = await openDatabase(config, logger);
   let redis: Redis | undefined;
   let jobs: JobQueue | undefined;
+  let keys: KeyRing | undefined;
   const close = async () => {
     await jobs?.stop(config.shutdownTimeoutMs);
     jobs = undefined;
@@ -46,6 +49,7 @@ export async function openRuntime(config: Config, logger: Logger, options: Runti
       const { applied, total } = await migrateToLatest(database.db);
       logger.info({ applied, total }, applied.length ? 'migrations applied' : 'database schema up to date');
     }
+    keys = await KeyRing.load(config);
     if (options.redis && config.redisUrl) {
       redis = new Redis(config.redisUrl, {
         lazyConnect: true,
@@ -81,6 +85,7 @@ export async function openRuntime(config: Config, logger: Logger, options: Runti
     get jobs() {
       return jobs;
     },
+    keys,
     close,
   };
 }

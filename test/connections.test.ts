@@ -10,7 +10,7 @@ describe('graceful shutdown', () => {
     const inside = new Promise<void>((r) => (entered = r));
     const t = await createTestApp('embedded', {
       routes: (app) =>
-        app.get('/test/slow', async () => {
+        app.get('/test/slow', { config: { access: 'public' } }, async () => {
           entered();
           await gate;
           return { finished: true };

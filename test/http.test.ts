@@ -23,11 +23,14 @@ describe.each(drivers())('HTTP contract (%s)', (driver) => {
     t = await createTestApp(driver, {
       configure: (c) => ({ ...c, bodyLimitBytes: 2048 }),
       routes: (app) => {
-        app.post('/test/items', { schema: { body: Body } }, (req) => ({ ok: true, name: req.body.name }));
-        app.get('/test/boom', () => {
+        app.post('/test/items', { config: { access: 'public' }, schema: { body: Body } }, (req) => ({
+          ok: true,
+          name: req.body.name,
+        }));
+        app.get('/test/boom', { config: { access: 'public' } }, () => {
           throw new Error('syntax error at or near "DROP" in select password_hash from users');
         });
-        app.get('/test/missing', () => {
+        app.get('/test/missing', { config: { access: 'public' } }, () => {
           throw new AppError('not_found', { detail: 'collection c1 does not exist' });
         });
       },

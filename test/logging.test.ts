@@ -22,6 +22,7 @@ describe('log redaction', () => {
         app.post(
           '/test/login',
           {
+            config: { access: 'public' },
             schema: {
               body: Type.Object({
                 email: Type.String(),

@@ -3,6 +3,7 @@ import { Writable } from 'node:stream';
 import { Redis } from 'ioredis';
 import { type App, buildApp } from '../../src/app.js';
 import type { Config } from '../../src/config.js';
+import { generateJwk, KeyRing } from '../../src/modules/auth/keys.js';
 import { createLogger } from '../../src/platform/logger.js';
 import { createTestDatabase, type Driver, type TestDatabase } from './database.js';
 
@@ -30,6 +31,8 @@ export interface TestApp {
 
 export interface TestAppOptions {
   migrated?: boolean;
+  /** Build on an existing test database instead of a fresh one. */
+  reuse?: TestDatabase;
   redisUrl?: string | null;
   configure?: (config: Config) => Config;
   /** Adds routes before the app is ready (test-only routes). */
@@ -37,7 +40,7 @@ export interface TestAppOptions {
 }
 
 export async function createTestApp(driver: Driver, options: TestAppOptions = {}): Promise<TestApp> {
-  const db = await createTestDatabase(driver, { migrated: options.migrated ?? true });
+  const db = options.reuse ?? (await createTestDatabase(driver, { migrated: options.migrated ?? true }));
   const logs = new LogCapture();
   const config = options.configure ? options.configure(db.config) : db.config;
   const logger = createLogger({ logLevel: 'info', logPretty: false }, logs);
@@ -46,7 +49,11 @@ export async function createTestApp(driver: Driver, options: TestAppOptions = {}
     : undefined;
   redis?.on('error', () => undefined);
   if (redis) await redis.connect().catch(() => undefined);
-  const app = await buildApp({ config, logger, database: db.database, redis });
+  const keys = await KeyRing.fromJwks([await generateJwk()], {
+    issuer: 'larder',
+    ttlSeconds: config.accessTokenTtlSeconds,
+  });
+  const app = await buildApp({ config, logger, database: db.database, redis, keys });
   options.routes?.(app);
   await app.ready();
   return {

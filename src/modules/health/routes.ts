@@ -27,6 +27,7 @@ export const healthRoutes: FastifyPluginAsyncTypebox = async (app) => {
   app.get(
     '/healthz',
     {
+      config: { access: 'public' },
       schema: {
         tags: ['operations'],
         summary: 'Liveness: the process is up',
@@ -40,6 +41,7 @@ export const healthRoutes: FastifyPluginAsyncTypebox = async (app) => {
   app.get(
     '/readyz',
     {
+      config: { access: 'public' },
       schema: {
         tags: ['operations'],
         summary: 'Readiness: database reachable and migrated; Redis reachable when configured',
