@@ -19,6 +19,8 @@ import { healthRoutes } from './modules/health/routes.js';
 import { accessPlugin } from './platform/auth/access.js';
 import type { Database } from './platform/db/database.js';
 import { clientErrorHandler, registerProblemHandlers } from './platform/http/problem.js';
+import { rateLimitPlugin } from './platform/http/rate-limit.js';
+import { parseCorsOrigins, securityPlugin } from './platform/http/security.js';
 import type { JobQueue } from './platform/jobs/queue.js';
 import { type Logger, redactUrl } from './platform/logger.js';
 
@@ -137,7 +139,20 @@ export async function buildApp(deps: AppDeps) {
   });
   await app.register(swaggerUi, { routePrefix: '/docs', staticCSP: true, uiConfig: { deepLinking: true } });
 
+  // Security headers and CORS first: preflights are answered before any access check.
+  await app.register(securityPlugin, {
+    corsOrigins: parseCorsOrigins(config.corsOrigins),
+    hsts: config.hsts,
+  });
   await app.register(accessPlugin, { keys: deps.keys });
+  // After access: limits key on the authenticated principal when there is one, else on the client IP.
+  await app.register(rateLimitPlugin, {
+    max: config.rateLimitMax,
+    timeWindowMs: config.rateLimitWindowMs,
+    authMax: config.authRateLimitMax,
+    authTimeWindowMs: config.authRateLimitWindowMs,
+    redis: deps.redis,
+  });
 
   app.get('/openapi.json', { config: { access: 'public' }, schema: { hide: true } }, () => app.swagger());
 

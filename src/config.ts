@@ -147,6 +147,39 @@ export const settings = {
     schema: Type.Integer({ minimum: 300, default: 2_592_000 }),
     doc: 'Lifetime of refresh tokens; each use rotates it.',
   },
+  corsOrigins: {
+    env: 'LARDER_CORS_ORIGINS',
+    schema: Type.String({
+      default: '',
+      pattern: '^(\\*|https?://[^\\s/,]+(\\s*,\\s*https?://[^\\s/,]+)*)?$',
+    }),
+    doc: 'Comma-separated browser origins allowed to call the API (`https://app.example.com`); `*` = any origin, without credentials; empty = same-origin only.',
+  },
+  hsts: {
+    env: 'LARDER_HSTS',
+    schema: Type.Boolean({ default: false }),
+    doc: 'Send `Strict-Transport-Security` (1 year, subdomains). Enable only when clients reach the API over HTTPS.',
+  },
+  rateLimitMax: {
+    env: 'LARDER_RATE_LIMIT_MAX',
+    schema: Type.Integer({ minimum: 1, default: 600 }),
+    doc: 'Requests per window for one user or API key (per client IP when unauthenticated); 429 above.',
+  },
+  rateLimitWindowMs: {
+    env: 'LARDER_RATE_LIMIT_WINDOW_MS',
+    schema: Type.Integer({ minimum: 1000, default: 60_000 }),
+    doc: 'Window of `LARDER_RATE_LIMIT_MAX`, in milliseconds.',
+  },
+  authRateLimitMax: {
+    env: 'LARDER_AUTH_RATE_LIMIT_MAX',
+    schema: Type.Integer({ minimum: 1, default: 10 }),
+    doc: 'Login, sign-up and refresh attempts per window and client IP (brute-force protection).',
+  },
+  authRateLimitWindowMs: {
+    env: 'LARDER_AUTH_RATE_LIMIT_WINDOW_MS',
+    schema: Type.Integer({ minimum: 1000, default: 300_000 }),
+    doc: 'Window of `LARDER_AUTH_RATE_LIMIT_MAX`, in milliseconds.',
+  },
 } as const satisfies Record<string, { env: string; schema: TSchema; doc: string; secret?: boolean }>;
 
 type Settings = typeof settings;

@@ -37,7 +37,13 @@ describe.each(drivers())('accounts and sessions (%s)', (driver) => {
   beforeAll(async () => {
     // Cheap argon2 parameters keep the suite fast; the rehash test raises them.
     t = await createTestApp(driver, {
-      configure: (c) => ({ ...c, argon2MemoryKib: 1024, argon2TimeCost: 1, passwordMinLength: 12 }),
+      configure: (c) => ({
+        ...c,
+        argon2MemoryKib: 1024,
+        argon2TimeCost: 1,
+        passwordMinLength: 12,
+        authRateLimitMax: 1000,
+      }),
     });
   });
   afterAll(() => t.close());
@@ -213,6 +219,37 @@ describe.each(drivers())('password rehash and sign-up switch (%s)', (driver) => 
       expect(row.password_hash).toMatch(/^\$argon2id\$v=19\$m=2048,t=2,p=1\$/);
     } finally {
       await t2.close();
+    }
+  });
+
+  it('slows brute force: login attempts beyond the per-IP budget answer 429 with Retry-After', async () => {
+    const t = await createTestApp(driver, {
+      configure: (c) => ({
+        ...c,
+        argon2MemoryKib: 1024,
+        argon2TimeCost: 1,
+        authRateLimitMax: 3,
+        authRateLimitWindowMs: 60_000,
+      }),
+    });
+    try {
+      const attempt = () =>
+        t.app.inject({
+          method: 'POST',
+          url: '/v1/auth/login',
+          payload: { email: `bf-${driver}@example.com`, password: 'guess guess guess' },
+        });
+      const statuses = [];
+      for (let i = 0; i < 4; i++) statuses.push((await attempt()).statusCode);
+      expect(statuses).toEqual([401, 401, 401, 429]);
+      const limited = await attempt();
+      expect(limited.headers['content-type']).toMatch(/^application\/problem\+json/);
+      expect(limited.json()).toMatchObject({ code: 'rate_limited' });
+      expect(Number(limited.headers['retry-after'])).toBeGreaterThan(0);
+      // Other routes keep their own, larger budget.
+      expect((await t.app.inject({ method: 'GET', url: '/healthz' })).statusCode).toBe(200);
+    } finally {
+      await t.close();
     }
   });
 

@@ -12,6 +12,7 @@ import type { FastifyRequest } from 'fastify';
 import Type from 'typebox';
 import { requireUser } from '../../platform/auth/access.js';
 import { problemResponses } from '../../platform/http/problem.js';
+import { authRateLimit } from '../../platform/http/rate-limit.js';
 import type { KeyRing } from './keys.js';
 import { AuthService, type ClientInfo } from './service.js';
 
@@ -64,12 +65,19 @@ const presentUser = (u: { id: string; email: string; display_name: string | null
 });
 
 export const authRoutes: FastifyPluginAsyncTypebox<{ keys: KeyRing }> = async (app, { keys }) => {
-  const auth = new AuthService(app.deps.database.db, app.deps.config, keys);
+  const { config } = app.deps;
+  const auth = new AuthService(app.deps.database.db, config, keys);
+  /** Public credential endpoints: a tight per-IP budget against brute force and credential stuffing. */
+  const guarded = {
+    access: 'public' as const,
+    ...authRateLimit({ authMax: config.authRateLimitMax, authTimeWindowMs: config.authRateLimitWindowMs })
+      .config,
+  };
 
   app.post(
     '/v1/auth/signup',
     {
-      config: { access: 'public' },
+      config: guarded,
       schema: {
         tags: ['auth'],
         summary: 'Create an account and its first workspace',
@@ -95,7 +103,7 @@ export const authRoutes: FastifyPluginAsyncTypebox<{ keys: KeyRing }> = async (a
             }),
             tokens: Tokens,
           }),
-          ...problemResponses(400, 403, 409),
+          ...problemResponses(400, 403, 409, 429),
         },
       },
     },
@@ -108,7 +116,7 @@ export const authRoutes: FastifyPluginAsyncTypebox<{ keys: KeyRing }> = async (a
   app.post(
     '/v1/auth/login',
     {
-      config: { access: 'public' },
+      config: guarded,
       schema: {
         tags: ['auth'],
         summary: 'Log in with email and password',
@@ -116,7 +124,7 @@ export const authRoutes: FastifyPluginAsyncTypebox<{ keys: KeyRing }> = async (a
           'Answers `401 invalid_credentials` alike for an unknown email, a wrong password or a disabled account.',
         security: [],
         body: Type.Object({ email: Email, password: Password }, { additionalProperties: false }),
-        response: { 200: Tokens, ...problemResponses(400, 401) },
+        response: { 200: Tokens, ...problemResponses(400, 401, 429) },
       },
     },
     (request) => auth.login(request.body, client(request)),
@@ -125,7 +133,7 @@ export const authRoutes: FastifyPluginAsyncTypebox<{ keys: KeyRing }> = async (a
   app.post(
     '/v1/auth/refresh',
     {
-      config: { access: 'public' },
+      config: guarded,
       schema: {
         tags: ['auth'],
         summary: 'Exchange a refresh token for a new token pair',
@@ -133,7 +141,7 @@ export const authRoutes: FastifyPluginAsyncTypebox<{ keys: KeyRing }> = async (a
           'The refresh token is single-use. Presenting a spent token again revokes the whole session (reuse detection).',
         security: [],
         body: RefreshBody,
-        response: { 200: Tokens, ...problemResponses(400, 401) },
+        response: { 200: Tokens, ...problemResponses(400, 401, 429) },
       },
     },
     (request) => auth.refresh(request.body.refreshToken, client(request)),
