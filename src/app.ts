@@ -13,6 +13,8 @@ import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import Fastify, { type FastifyReply, type FastifyRequest, LogController } from 'fastify';
 import type { Redis } from 'ioredis';
 import type { Config } from './config.js';
+import { apiKeyRoutes } from './modules/api-keys/routes.js';
+import { ApiKeyService } from './modules/api-keys/service.js';
 import { authRoutes } from './modules/auth/routes.js';
 import type { KeyRing } from './modules/auth/keys.js';
 import { healthRoutes } from './modules/health/routes.js';
@@ -123,6 +125,7 @@ export async function buildApp(deps: AppDeps) {
       tags: [
         { name: 'operations', description: 'Health, readiness and API description' },
         { name: 'auth', description: 'Accounts and sessions' },
+        { name: 'api-keys', description: 'Workspace API keys' },
       ],
       components: {
         securitySchemes: {
@@ -144,7 +147,12 @@ export async function buildApp(deps: AppDeps) {
     corsOrigins: parseCorsOrigins(config.corsOrigins),
     hsts: config.hsts,
   });
-  await app.register(accessPlugin, { keys: deps.keys });
+  const apiKeys = new ApiKeyService(deps.database.db, {
+    cacheTtlMs: config.apiKeyCacheTtlMs,
+    flushIntervalMs: 60_000,
+  });
+  app.addHook('onClose', () => apiKeys.close());
+  await app.register(accessPlugin, { keys: deps.keys, apiKeys, db: deps.database.db });
   // After access: limits key on the authenticated principal when there is one, else on the client IP.
   await app.register(rateLimitPlugin, {
     max: config.rateLimitMax,
@@ -158,6 +166,7 @@ export async function buildApp(deps: AppDeps) {
 
   await app.register(healthRoutes);
   await app.register(authRoutes, { keys: deps.keys });
+  await app.register(apiKeyRoutes, { apiKeys });
 
   return app;
 }

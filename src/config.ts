@@ -147,6 +147,11 @@ export const settings = {
     schema: Type.Integer({ minimum: 300, default: 2_592_000 }),
     doc: 'Lifetime of refresh tokens; each use rotates it.',
   },
+  apiKeyCacheTtlMs: {
+    env: 'LARDER_API_KEY_CACHE_TTL_MS',
+    schema: Type.Integer({ minimum: 0, maximum: 600_000, default: 30_000 }),
+    doc: 'How long a verified API key is trusted without asking the database; a revocation reaches other replicas within this time.',
+  },
   corsOrigins: {
     env: 'LARDER_CORS_ORIGINS',
     schema: Type.String({

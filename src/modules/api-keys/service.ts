@@ -1,0 +1,173 @@
+/**
+ * API keys: workspace-bound machine credentials with scopes.
+ *
+ * Format: `lk_live_<8 hex>_<43 base64url>`. The part before the second underscore is the visible
+ * `prefix` (shown in listings); the whole key is stored only as its SHA-256 (keys are 256-bit random,
+ * so a fast hash looked up by equality is right; argon2 would be wasted work per request).
+ *
+ * Hot path: `authenticate` answers from an in-process cache for `ttlMs` (default 30 s), so a request
+ * costs no database round trip; revocation therefore takes effect within that TTL on other replicas
+ * (immediately on the one that revoked). `last_used_at` is collected in memory and written in one
+ * UPDATE per flush interval, not once per request.
+ */
+import { createHash, randomBytes } from 'node:crypto';
+import { sql } from 'kysely';
+import type { Db } from '../../platform/db/database.js';
+import { withTenant } from '../../platform/db/tenant.js';
+import { AppError } from '../../platform/errors.js';
+import type { ApiKeyAuthenticator } from '../../platform/auth/access.js';
+
+const PREFIX = 'lk_live_';
+const KEY_SHAPE = /^lk_live_([0-9a-f]{8})_([A-Za-z0-9_-]{43})$/;
+const MAX_CACHED = 10_000;
+
+export const hashApiKey = (key: string) => createHash('sha256').update(key).digest('hex');
+
+interface CachedKey {
+  id: string;
+  workspaceId: string;
+  scopes: string[];
+  expiresAt: Date | null;
+  cachedUntil: number;
+}
+
+export interface ApiKeyServiceOptions {
+  cacheTtlMs: number;
+  flushIntervalMs?: number;
+}
+
+export class ApiKeyService implements ApiKeyAuthenticator {
+  readonly #cache = new Map<string, CachedKey>();
+  readonly #used = new Set<string>();
+  #timer: NodeJS.Timeout | undefined;
+
+  constructor(
+    private readonly db: Db,
+    private readonly options: ApiKeyServiceOptions,
+  ) {
+    if (options.flushIntervalMs) {
+      this.#timer = setInterval(() => void this.flushUsage().catch(() => undefined), options.flushIntervalMs);
+      this.#timer.unref();
+    }
+  }
+
+  async authenticate(key: string): Promise<{ id: string; workspaceId: string; scopes: string[] } | null> {
+    if (!KEY_SHAPE.test(key)) return null;
+    const hash = hashApiKey(key);
+    const now = Date.now();
+    let entry = this.#cache.get(hash);
+    if (!entry || entry.cachedUntil <= now) {
+      // Authentication precedes knowing the workspace, so this lookup is deliberately unscoped.
+      const row = await this.db
+        .selectFrom('api_keys as k')
+        .innerJoin('workspaces as w', 'w.id', 'k.workspace_id')
+        .select(['k.id', 'k.workspace_id', 'k.scopes', 'k.expires_at'])
+        .where('k.key_hash', '=', hash)
+        .where('k.revoked_at', 'is', null)
+        .where('w.deleted_at', 'is', null)
+        .executeTakeFirst();
+      if (!row) {
+        this.#cache.delete(hash);
+        return null;
+      }
+      entry = {
+        id: row.id,
+        workspaceId: row.workspace_id,
+        scopes: row.scopes,
+        expiresAt: row.expires_at,
+        cachedUntil: now + this.options.cacheTtlMs,
+      };
+      if (this.#cache.size >= MAX_CACHED) {
+        const oldest = this.#cache.keys().next();
+        if (!oldest.done) this.#cache.delete(oldest.value);
+      }
+      this.#cache.set(hash, entry);
+    }
+    if (entry.expiresAt && entry.expiresAt.getTime() <= now) return null;
+    this.#used.add(entry.id);
+    return { id: entry.id, workspaceId: entry.workspaceId, scopes: entry.scopes };
+  }
+
+  async create(
+    workspaceId: string,
+    input: { name: string; scopes: string[]; expiresAt?: Date | undefined; createdBy: string | null },
+  ) {
+    if (input.expiresAt && input.expiresAt.getTime() <= Date.now()) {
+      throw new AppError('validation_failed', {
+        detail: 'expiresAt must be in the future',
+        extensions: { errors: [{ in: 'body', path: '/expiresAt', message: 'must be in the future' }] },
+      });
+    }
+    const prefix = `${PREFIX}${randomBytes(4).toString('hex')}`;
+    const key = `${prefix}_${randomBytes(32).toString('base64url')}`;
+    const row = await withTenant(this.db, workspaceId, (trx) =>
+      trx
+        .insertInto('api_keys')
+        .values({
+          workspace_id: workspaceId,
+          name: input.name,
+          prefix,
+          key_hash: hashApiKey(key),
+          scopes: [...new Set(input.scopes)].sort(),
+          created_by: input.createdBy,
+          expires_at: input.expiresAt ?? null,
+        })
+        .returning([
+          'id',
+          'name',
+          'prefix',
+          'scopes',
+          'expires_at',
+          'created_at',
+          'last_used_at',
+          'revoked_at',
+        ])
+        .executeTakeFirstOrThrow(),
+    );
+    return { row, key };
+  }
+
+  list(workspaceId: string) {
+    return withTenant(this.db, workspaceId, (trx) =>
+      trx
+        .selectFrom('api_keys')
+        .select(['id', 'name', 'prefix', 'scopes', 'expires_at', 'created_at', 'last_used_at', 'revoked_at'])
+        .where('workspace_id', '=', workspaceId)
+        .orderBy('created_at', 'desc')
+        .execute(),
+    );
+  }
+
+  /** Revokes a key of this workspace; 404 for unknown ids and other workspaces' keys alike. */
+  async revoke(workspaceId: string, id: string): Promise<void> {
+    const row = await withTenant(this.db, workspaceId, (trx) =>
+      trx
+        .updateTable('api_keys')
+        .set({ revoked_at: sql<Date>`coalesce(revoked_at, now())` })
+        .where('workspace_id', '=', workspaceId)
+        .where('id', '=', id)
+        .returning('key_hash')
+        .executeTakeFirst(),
+    );
+    if (!row) throw new AppError('not_found', { detail: 'No such API key' });
+    this.#cache.delete(row.key_hash);
+  }
+
+  /** Writes `last_used_at` for keys used since the last flush (one statement). */
+  async flushUsage(): Promise<number> {
+    if (this.#used.size === 0) return 0;
+    const ids = [...this.#used];
+    this.#used.clear();
+    const result = await this.db
+      .updateTable('api_keys')
+      .set({ last_used_at: sql<Date>`now()` })
+      .where('id', 'in', ids)
+      .executeTakeFirst();
+    return Number(result.numUpdatedRows);
+  }
+
+  async close(): Promise<void> {
+    clearInterval(this.#timer);
+    await this.flushUsage().catch(() => undefined);
+  }
+}
