@@ -42,7 +42,17 @@ export type App = Awaited<ReturnType<typeof buildApp>>;
 declare module 'fastify' {
   interface FastifyInstance {
     deps: AppDeps;
+    /** Every route with its declared access, for the route-enumerating security tests and docs. */
+    routeTable: RouteEntry[];
   }
+}
+
+export interface RouteEntry {
+  method: string;
+  url: string;
+  access: unknown;
+  hasBody: boolean;
+  params: string[];
 }
 
 /** One line per request (nothing on arrival), with the fields operators filter on. */
@@ -90,7 +100,6 @@ export async function buildApp(deps: AppDeps) {
   }).withTypeProvider<TypeBoxTypeProvider>();
 
   app.decorate('deps', deps);
-
   app.addHook('onRequest', async (request, reply) => {
     void reply.header('x-request-id', request.id);
   });
@@ -140,7 +149,6 @@ export async function buildApp(deps: AppDeps) {
       security: [{ bearerAuth: [] }],
     },
   });
-  await app.register(swaggerUi, { routePrefix: '/docs', staticCSP: true, uiConfig: { deepLinking: true } });
 
   // Security headers and CORS first: preflights are answered before any access check.
   await app.register(securityPlugin, {
@@ -161,6 +169,27 @@ export async function buildApp(deps: AppDeps) {
     authTimeWindowMs: config.authRateLimitWindowMs,
     redis: deps.redis,
   });
+
+  // Registered after the access plugin, so every route from here on is checked and recorded.
+  const routeTable: RouteEntry[] = [];
+  app.decorate('routeTable', routeTable);
+  app.addHook('onRoute', (route) => {
+    const methods = Array.isArray(route.method) ? route.method : [route.method];
+    const params = Object.keys(
+      (route.schema?.params as { properties?: object } | undefined)?.properties ?? {},
+    );
+    for (const method of methods) {
+      routeTable.push({
+        method,
+        url: route.url,
+        access: (route.config as { access?: unknown } | undefined)?.access,
+        hasBody: Boolean(route.schema?.body),
+        params,
+      });
+    }
+  });
+
+  await app.register(swaggerUi, { routePrefix: '/docs', staticCSP: true, uiConfig: { deepLinking: true } });
 
   app.get('/openapi.json', { config: { access: 'public' }, schema: { hide: true } }, () => app.swagger());
 

@@ -81,7 +81,7 @@ export class AuthService {
         });
         return { user, workspace };
       });
-      const tokens = await this.#startSession(user.id, client);
+      const tokens = await this.startSession(user.id, client);
       return { user, workspace, tokens };
     } catch (error) {
       if (isUniqueViolation(error, 'users_email_key')) throw new AppError('email_taken');
@@ -96,7 +96,7 @@ export class AuthService {
     if (!user || !check.ok || user.disabled_at) throw new AppError('invalid_credentials');
     const rehash = check.needsRehash ? await this.passwords.hash(input.password) : undefined;
     await repo.recordLogin(this.db, user.id, rehash);
-    return this.#startSession(user.id, client);
+    return this.startSession(user.id, client);
   }
 
   async refresh(refreshToken: string, client: ClientInfo): Promise<TokenPair> {
@@ -144,7 +144,8 @@ export class AuthService {
     return { user, memberships: await repo.membershipsOf(this.db, userId) };
   }
 
-  async #startSession(userId: string, client: ClientInfo): Promise<TokenPair> {
+  /** Opens a new session (refresh-token family) for a user authenticated by other means (e.g. SSO). */
+  async startSession(userId: string, client: ClientInfo): Promise<TokenPair> {
     const familyId = randomUUID();
     const token = this.#newRefreshToken();
     await repo.insertRefreshToken(this.db, {
