@@ -18,6 +18,7 @@ import { ApiKeyService } from './modules/api-keys/service.js';
 import { authRoutes } from './modules/auth/routes.js';
 import type { KeyRing } from './modules/auth/keys.js';
 import { healthRoutes } from './modules/health/routes.js';
+import { workspaceRoutes } from './modules/workspaces/routes.js';
 import { accessPlugin } from './platform/auth/access.js';
 import type { Database } from './platform/db/database.js';
 import { clientErrorHandler, registerProblemHandlers } from './platform/http/problem.js';
@@ -135,6 +136,7 @@ export async function buildApp(deps: AppDeps) {
         { name: 'operations', description: 'Health, readiness and API description' },
         { name: 'auth', description: 'Accounts and sessions' },
         { name: 'api-keys', description: 'Workspace API keys' },
+        { name: 'workspaces', description: 'Workspaces, members, invitations' },
       ],
       components: {
         securitySchemes: {
@@ -196,6 +198,7 @@ export async function buildApp(deps: AppDeps) {
   await app.register(healthRoutes);
   await app.register(authRoutes, { keys: deps.keys });
   await app.register(apiKeyRoutes, { apiKeys });
+  await app.register(workspaceRoutes);
 
   return app;
 }

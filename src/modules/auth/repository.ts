@@ -49,7 +49,7 @@ export async function insertWorkspaceWithOwner(
   const workspace = await db
     .insertInto('workspaces')
     .values({ name: input.name, slug: input.slug })
-    .returning(['id', 'name', 'slug'])
+    .returning(['id', 'name', 'slug', 'created_at'])
     .executeTakeFirstOrThrow();
   await db
     .insertInto('memberships')

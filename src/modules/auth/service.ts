@@ -29,7 +29,8 @@ const REFRESH_PREFIX = 'lr_';
 export const hashToken = (token: string) => createHash('sha256').update(token).digest('hex');
 const normaliseEmail = (email: string) => email.trim().toLowerCase();
 
-function slugify(name: string): string {
+/** A URL-safe, unique-enough slug for a workspace name. */
+export function slugify(name: string): string {
   const base = name
     .normalize('NFKD')
     .toLowerCase()
