@@ -147,6 +147,22 @@ export const settings = {
     schema: Type.Integer({ minimum: 300, default: 2_592_000 }),
     doc: 'Lifetime of refresh tokens; each use rotates it.',
   },
+  bootstrapEmail: {
+    env: 'LARDER_BOOTSTRAP_EMAIL',
+    schema: Type.Optional(Type.String({ format: 'email' })),
+    doc: 'With `LARDER_BOOTSTRAP_PASSWORD`: on a database without users, `serve` creates this user as owner of a first workspace (containers).',
+  },
+  bootstrapPassword: {
+    env: 'LARDER_BOOTSTRAP_PASSWORD',
+    schema: Type.Optional(Type.String({ minLength: 1 })),
+    doc: 'Password of the bootstrap user (checked against the password policy).',
+    secret: true,
+  },
+  bootstrapWorkspace: {
+    env: 'LARDER_BOOTSTRAP_WORKSPACE',
+    schema: Type.String({ minLength: 1, maxLength: 200, default: 'Default' }),
+    doc: 'Name of the bootstrap user’s workspace.',
+  },
   apiKeyCacheTtlMs: {
     env: 'LARDER_API_KEY_CACHE_TTL_MS',
     schema: Type.Integer({ minimum: 0, maximum: 600_000, default: 30_000 }),

@@ -10,6 +10,7 @@ import { Command, Option } from 'commander';
 import { ConfigError, loadConfig, settings } from '../config.js';
 import { StartupError } from '../platform/errors.js';
 import { createLogger } from '../platform/logger.js';
+import { type CreateUserOptions, createUserCommand } from './admin.js';
 import { migrateCommand } from './migrate.js';
 import { serveCommand } from './serve.js';
 import { workerCommand } from './worker.js';
@@ -95,6 +96,22 @@ export function buildCli(): Command {
     )
     .option('--json', 'print the outcome as JSON')
     .action((opts: { json?: boolean }) => withConfig((ctx) => migrateCommand(ctx, opts)));
+
+  const admin = program.command('admin').description('Operator tasks');
+  admin
+    .command('create-user')
+    .description(
+      'Create a user (e.g. the first one). With --owner, also a workspace they own. The password is read from ' +
+        'stdin with --password-stdin, otherwise generated and printed once. In embedded mode, stop `larder serve` ' +
+        'first (one process per data directory) — or use POST /v1/auth/signup while it runs.',
+    )
+    .requiredOption('--email <email>', 'the user’s email address')
+    .option('--name <name>', 'display name (default: the email’s local part)')
+    .option('--owner', 'create a workspace owned by this user')
+    .option('--workspace <name>', 'name of that workspace', 'Default')
+    .option('--password-stdin', 'read the password from stdin')
+    .option('--json', 'print the outcome as JSON')
+    .action((opts: CreateUserOptions) => withConfig((ctx) => createUserCommand(ctx, opts)));
 
   return program;
 }

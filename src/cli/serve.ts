@@ -1,6 +1,7 @@
 import { buildApp } from '../app.js';
 import type { Config } from '../config.js';
 import type { Logger } from '../platform/logger.js';
+import { bootstrapFirstUser, countUsers } from '../modules/admin/service.js';
 import { handleShutdownSignals, inlineWorker, openRuntime } from '../runtime.js';
 
 export async function serveCommand({ config, logger }: { config: Config; logger: Logger }): Promise<void> {
@@ -10,6 +11,8 @@ export async function serveCommand({ config, logger }: { config: Config; logger:
     jobs: inlineWorker(config) ? 'work' : 'produce',
     redis: true,
   });
+  await bootstrapFirstUser(runtime.database.db, config, logger);
+  const firstRun = (await countUsers(runtime.database.db)) === 0;
   const app = await buildApp(runtime);
   let address: string;
   try {
@@ -27,7 +30,14 @@ export async function serveCommand({ config, logger }: { config: Config; logger:
   if (runtime.database.mode === 'embedded') {
     process.stderr.write(
       `\nLarder (embedded mode, data in ${config.dataDir}) is listening on ${address}\n` +
-        `  API reference: ${address}/docs\n\n`,
+        `  API reference: ${address}/docs\n` +
+        (firstRun
+          ? `  No users yet. Create the first one now with\n` +
+            `    curl -s ${address}/v1/auth/signup -H 'content-type: application/json' \\\n` +
+            `      -d '{"email":"you@example.com","password":"a long passphrase","displayName":"You"}'\n` +
+            `  or stop the server and run: npx larder admin create-user --email you@example.com --owner\n`
+          : '') +
+        '\n',
     );
   }
 }

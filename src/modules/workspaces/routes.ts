@@ -79,15 +79,13 @@ export const workspaceRoutes: FastifyPluginAsyncTypebox = async (app) => {
     },
     async (request, reply) => {
       const row = await workspaces.create(requireUser(request).userId, request.body.name);
-      return reply
-        .code(201)
-        .send({
-          id: row.id,
-          name: row.name,
-          slug: row.slug,
-          createdAt: row.created_at.toISOString(),
-          role: 'owner',
-        });
+      return reply.code(201).send({
+        id: row.id,
+        name: row.name,
+        slug: row.slug,
+        createdAt: row.created_at.toISOString(),
+        role: 'owner',
+      });
     },
   );
 
