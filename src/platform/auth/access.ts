@@ -186,7 +186,15 @@ export const accessPlugin = fp<AccessOptions>(
 
     app.addHook('onRequest', async (request) => {
       const access = request.routeOptions.config.access;
-      if (access === undefined || access === 'public') return; // undefined: the 404 handler
+      if (access === 'public') return;
+      if (access === undefined) {
+        // Fail closed. Only the not-found handler and CORS preflight (registered by the security plugin
+        // before this one) legitimately have no declaration.
+        const url = request.routeOptions.url;
+        if (url === undefined || (request.method === 'OPTIONS' && url === '*')) return;
+        request.log.error({ route: url }, 'route without an access declaration refused');
+        throw new AppError('forbidden', { detail: 'This route is not available' });
+      }
       const principal = await authenticate(request);
       request.auth = principal;
       if (access === 'user') {

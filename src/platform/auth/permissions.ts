@@ -35,9 +35,12 @@ export const ROLE_PERMISSIONS: Record<MembershipRole, ReadonlySet<Permission>> =
 export const API_KEY_SCOPES = ['documents:read', 'documents:write', 'search', 'answers', 'admin'] as const;
 export type ApiKeyScope = (typeof API_KEY_SCOPES)[number];
 
-/** Permissions an API key with these scopes holds. `admin` never includes ownership. */
+/**
+ * Permissions an API key with these scopes holds: exactly its scopes (`admin` = the admin role's
+ * permissions, never ownership). Workspace details and the member list (emails) need `admin`.
+ */
 export function scopePermissions(scopes: readonly string[]): Set<Permission> {
-  const granted = new Set<Permission>(['workspace:read']);
+  const granted = new Set<Permission>();
   for (const scope of scopes) {
     if (scope === 'admin') for (const p of ADMIN) granted.add(p);
     else if ((API_KEY_SCOPES as readonly string[]).includes(scope)) granted.add(scope as Permission);
