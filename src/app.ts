@@ -15,6 +15,7 @@ import type { Redis } from 'ioredis';
 import type { Config } from './config.js';
 import { apiKeyRoutes } from './modules/api-keys/routes.js';
 import { ApiKeyService } from './modules/api-keys/service.js';
+import { auditRoutes } from './modules/audit/routes.js';
 import { authRoutes } from './modules/auth/routes.js';
 import type { KeyRing } from './modules/auth/keys.js';
 import { healthRoutes } from './modules/health/routes.js';
@@ -137,6 +138,7 @@ export async function buildApp(deps: AppDeps) {
         { name: 'auth', description: 'Accounts and sessions' },
         { name: 'api-keys', description: 'Workspace API keys' },
         { name: 'workspaces', description: 'Workspaces, members, invitations' },
+        { name: 'audit', description: 'Audit log of security-relevant actions' },
       ],
       components: {
         securitySchemes: {
@@ -199,6 +201,7 @@ export async function buildApp(deps: AppDeps) {
   await app.register(authRoutes, { keys: deps.keys });
   await app.register(apiKeyRoutes, { apiKeys });
   await app.register(workspaceRoutes);
+  await app.register(auditRoutes);
 
   return app;
 }

@@ -10,6 +10,7 @@ import Type from 'typebox';
 import { requireWorkspace } from '../../platform/auth/access.js';
 import { API_KEY_SCOPES } from '../../platform/auth/permissions.js';
 import { problemResponses } from '../../platform/http/problem.js';
+import { auditContext } from '../audit/context.js';
 import type { ApiKeyService } from './service.js';
 
 const ApiKey = Type.Object({
@@ -87,12 +88,16 @@ export const apiKeyRoutes: FastifyPluginAsyncTypebox<{ apiKeys: ApiKeyService }>
     },
     async (request, reply) => {
       const workspace = requireWorkspace(request);
-      const { row, key } = await apiKeys.create(workspace.id, {
-        name: request.body.name,
-        scopes: request.body.scopes,
-        expiresAt: request.body.expiresAt ? new Date(request.body.expiresAt) : undefined,
-        createdBy: request.auth?.kind === 'user' ? request.auth.userId : null,
-      });
+      const { row, key } = await apiKeys.create(
+        workspace.id,
+        {
+          name: request.body.name,
+          scopes: request.body.scopes,
+          expiresAt: request.body.expiresAt ? new Date(request.body.expiresAt) : undefined,
+          createdBy: request.auth?.kind === 'user' ? request.auth.userId : null,
+        },
+        auditContext(request),
+      );
       return reply.code(201).send({ ...present(row), key });
     },
   );
@@ -123,7 +128,7 @@ export const apiKeyRoutes: FastifyPluginAsyncTypebox<{ apiKeys: ApiKeyService }>
       },
     },
     async (request, reply) => {
-      await apiKeys.revoke(requireWorkspace(request).id, request.params.id);
+      await apiKeys.revoke(requireWorkspace(request).id, request.params.id, auditContext(request));
       return reply.code(204).send(null);
     },
   );

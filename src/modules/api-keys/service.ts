@@ -16,6 +16,7 @@ import type { Db } from '../../platform/db/database.js';
 import { withTenant } from '../../platform/db/tenant.js';
 import { AppError } from '../../platform/errors.js';
 import type { ApiKeyAuthenticator } from '../../platform/auth/access.js';
+import { type AuditContext, recordAudit, SYSTEM_AUDIT } from '../audit/service.js';
 
 const PREFIX = 'lk_live_';
 const KEY_SHAPE = /^lk_live_([0-9a-f]{8})_([A-Za-z0-9_-]{43})$/;
@@ -91,6 +92,7 @@ export class ApiKeyService implements ApiKeyAuthenticator {
   async create(
     workspaceId: string,
     input: { name: string; scopes: string[]; expiresAt?: Date | undefined; createdBy: string | null },
+    audit: AuditContext = SYSTEM_AUDIT,
   ) {
     if (input.expiresAt && input.expiresAt.getTime() <= Date.now()) {
       throw new AppError('validation_failed', {
@@ -100,8 +102,8 @@ export class ApiKeyService implements ApiKeyAuthenticator {
     }
     const prefix = `${PREFIX}${randomBytes(4).toString('hex')}`;
     const key = `${prefix}_${randomBytes(32).toString('base64url')}`;
-    const row = await withTenant(this.db, workspaceId, (trx) =>
-      trx
+    const row = await withTenant(this.db, workspaceId, async (trx) => {
+      const created = await trx
         .insertInto('api_keys')
         .values({
           workspace_id: workspaceId,
@@ -122,8 +124,20 @@ export class ApiKeyService implements ApiKeyAuthenticator {
           'last_used_at',
           'revoked_at',
         ])
-        .executeTakeFirstOrThrow(),
-    );
+        .executeTakeFirstOrThrow();
+      await recordAudit(trx, {
+        ...audit,
+        workspaceId,
+        action: 'api_key.created',
+        target: { type: 'api_key', id: created.id },
+        data: {
+          name: created.name,
+          scopes: created.scopes,
+          expiresAt: created.expires_at?.toISOString() ?? null,
+        },
+      });
+      return created;
+    });
     return { row, key };
   }
 
@@ -139,16 +153,27 @@ export class ApiKeyService implements ApiKeyAuthenticator {
   }
 
   /** Revokes a key of this workspace; 404 for unknown ids and other workspaces' keys alike. */
-  async revoke(workspaceId: string, id: string): Promise<void> {
-    const row = await withTenant(this.db, workspaceId, (trx) =>
-      trx
+  async revoke(workspaceId: string, id: string, audit: AuditContext = SYSTEM_AUDIT): Promise<void> {
+    const row = await withTenant(this.db, workspaceId, async (trx) => {
+      const revoked = await trx
         .updateTable('api_keys')
         .set({ revoked_at: sql<Date>`coalesce(revoked_at, now())` })
         .where('workspace_id', '=', workspaceId)
         .where('id', '=', id)
-        .returning('key_hash')
-        .executeTakeFirst(),
-    );
+        // now() is the transaction's time: equal only if this statement did the revoking.
+        .returning(['key_hash', 'name', sql<boolean>`revoked_at = now()`.as('newly_revoked')])
+        .executeTakeFirst();
+      if (revoked?.newly_revoked) {
+        await recordAudit(trx, {
+          ...audit,
+          workspaceId,
+          action: 'api_key.revoked',
+          target: { type: 'api_key', id },
+          data: { name: revoked.name },
+        });
+      }
+      return revoked;
+    });
     if (!row) throw new AppError('not_found', { detail: 'No such API key' });
     this.#cache.delete(row.key_hash);
   }

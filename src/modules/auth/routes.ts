@@ -55,6 +55,7 @@ const RefreshBody = Type.Object(
 const client = (request: FastifyRequest): ClientInfo => ({
   ip: request.ip,
   userAgent: request.headers['user-agent'] ?? null,
+  requestId: request.id,
 });
 
 const presentUser = (u: { id: string; email: string; display_name: string | null; created_at: Date }) => ({
@@ -162,7 +163,7 @@ export const authRoutes: FastifyPluginAsyncTypebox<{ keys: KeyRing }> = async (a
       },
     },
     async (request, reply) => {
-      await auth.logout(request.body.refreshToken);
+      await auth.logout(request.body.refreshToken, client(request));
       return reply.code(204).send(null);
     },
   );

@@ -9,6 +9,7 @@ import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import type { Config } from '../../config.js';
 import type { Db } from '../../platform/db/database.js';
 import { AppError } from '../../platform/errors.js';
+import { recordAudit } from '../audit/service.js';
 import type { KeyRing } from './keys.js';
 import { PasswordHasher, passwordProblems } from './passwords.js';
 import * as repo from './repository.js';
@@ -16,6 +17,8 @@ import * as repo from './repository.js';
 export interface ClientInfo {
   ip: string | null;
   userAgent: string | null;
+  /** The HTTP request's id, recorded on audit events to find the request in the logs. */
+  requestId?: string | null;
 }
 
 export interface TokenPair {
@@ -80,6 +83,15 @@ export class AuthService {
           slug: slugify(name),
           ownerId: user.id,
         });
+        // Same transaction: the account exists if and only if its sign-up is audited.
+        await recordAudit(trx, {
+          workspaceId: workspace.id,
+          actor: { type: 'user', userId: user.id },
+          action: 'auth.signup',
+          target: { type: 'user', id: user.id },
+          data: { email },
+          ...clientAudit(client),
+        });
         return { user, workspace };
       });
       const tokens = await this.startSession(user.id, client);
@@ -92,12 +104,31 @@ export class AuthService {
 
   /** Same answer and similar timing whether the email is unknown, the password wrong or the account disabled. */
   async login(input: { email: string; password: string }, client: ClientInfo): Promise<TokenPair> {
-    const user = await repo.findUserByEmail(this.db, normaliseEmail(input.email));
+    const email = normaliseEmail(input.email);
+    const user = await repo.findUserByEmail(this.db, email);
     const check = await this.passwords.check(user?.password_hash, input.password);
-    if (!user || !check.ok || user.disabled_at) throw new AppError('invalid_credentials');
+    if (!user || !check.ok || user.disabled_at) {
+      // Instance-level (no workspace yet); the reason is for operators and never reaches the client.
+      await recordAudit(this.db, {
+        workspaceId: null,
+        actor: { type: 'anonymous' },
+        action: 'auth.login.failed',
+        target: user ? { type: 'user', id: user.id } : undefined,
+        data: { email, reason: !user ? 'unknown_email' : !check.ok ? 'wrong_password' : 'disabled' },
+        ...clientAudit(client),
+      });
+      throw new AppError('invalid_credentials');
+    }
     const rehash = check.needsRehash ? await this.passwords.hash(input.password) : undefined;
     await repo.recordLogin(this.db, user.id, rehash);
-    return this.startSession(user.id, client);
+    const tokens = await this.startSession(user.id, client);
+    await recordAudit(this.db, {
+      workspaceId: null,
+      actor: { type: 'user', userId: user.id },
+      action: 'auth.login.succeeded',
+      ...clientAudit(client),
+    });
+    return tokens;
   }
 
   async refresh(refreshToken: string, client: ClientInfo): Promise<TokenPair> {
@@ -121,6 +152,13 @@ export class AuthService {
     if (!rotated) {
       // Already used or revoked: treat as stolen.
       await repo.revokeFamily(this.db, row.family_id, 'reuse_detected');
+      await recordAudit(this.db, {
+        workspaceId: null,
+        actor: { type: 'user', userId: row.user_id },
+        action: 'auth.refresh.reuse_detected',
+        data: { familyId: row.family_id },
+        ...clientAudit(client),
+      });
       throw new AppError('invalid_token', {
         detail: 'This refresh token was already used; the session has been revoked',
       });
@@ -134,9 +172,19 @@ export class AuthService {
   }
 
   /** Ends the session the refresh token belongs to. Unknown tokens are ignored (idempotent). */
-  async logout(refreshToken: string): Promise<void> {
+  async logout(refreshToken: string, client: ClientInfo = { ip: null, userAgent: null }): Promise<void> {
     const row = await repo.findRefreshToken(this.db, hashToken(refreshToken));
-    if (row) await repo.revokeFamily(this.db, row.family_id, 'logout');
+    if (!row) return;
+    // Audited only when it ended a live session (a repeated logout changes nothing).
+    if ((await repo.revokeFamily(this.db, row.family_id, 'logout')) > 0) {
+      await recordAudit(this.db, {
+        workspaceId: null,
+        actor: { type: 'user', userId: row.user_id },
+        action: 'auth.logout',
+        data: { familyId: row.family_id },
+        ...clientAudit(client),
+      });
+    }
   }
 
   async me(userId: string) {
@@ -176,4 +224,8 @@ export class AuthService {
 
 function clientColumns(client: ClientInfo) {
   return { ip: client.ip, userAgent: client.userAgent?.slice(0, 512) ?? null };
+}
+
+function clientAudit(client: ClientInfo) {
+  return { ip: client.ip, userAgent: client.userAgent, requestId: client.requestId ?? null };
 }

@@ -1,0 +1,25 @@
+/**
+ * Opaque page cursors for GET /v1/audit: base64url of `<created_at in UTC, microseconds>|<id>`.
+ * Clients must not build or parse them; the format may change.
+ */
+import type { AuditPosition } from './repository.js';
+
+const POSITION =
+  /^(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6})\|([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})$/;
+const BASE64URL = /^[A-Za-z0-9_-]+$/;
+
+export function encodeCursor(position: AuditPosition): string {
+  return Buffer.from(`${position.createdAt}|${position.id}`, 'utf8').toString('base64url');
+}
+
+/** The position a cursor names, or null when it is not one of ours (never throws). */
+export function decodeCursor(cursor: string): AuditPosition | null {
+  if (!BASE64URL.test(cursor)) return null;
+  const match = POSITION.exec(Buffer.from(cursor, 'base64url').toString('utf8'));
+  if (!match?.[1] || !match[2]) return null;
+  const createdAt = match[1];
+  // A real calendar time: PostgreSQL would otherwise reject 2024-02-31 with a 500.
+  const ms = Date.parse(`${createdAt.slice(0, 23)}Z`);
+  if (Number.isNaN(ms) || new Date(ms).toISOString().slice(0, 19) !== createdAt.slice(0, 19)) return null;
+  return { createdAt, id: match[2] };
+}
