@@ -17,6 +17,7 @@ import { apiKeyRoutes } from './modules/api-keys/routes.js';
 import { ApiKeyService } from './modules/api-keys/service.js';
 import { auditRoutes } from './modules/audit/routes.js';
 import { authRoutes } from './modules/auth/routes.js';
+import { oidcRoutes } from './modules/oidc/routes.js';
 import type { KeyRing } from './modules/auth/keys.js';
 import { healthRoutes } from './modules/health/routes.js';
 import { workspaceRoutes } from './modules/workspaces/routes.js';
@@ -199,6 +200,26 @@ export async function buildApp(deps: AppDeps) {
 
   await app.register(healthRoutes);
   await app.register(authRoutes, { keys: deps.keys });
+  if (config.oidcIssuer) {
+    await app.register(oidcRoutes, {
+      keys: deps.keys,
+      issuerUrl: config.oidcIssuer,
+      clientId: config.oidcClientId ?? '',
+      clientSecret: config.oidcClientSecret,
+      redirectUri: config.oidcRedirectUri ?? '',
+      scopes: config.oidcScopes,
+      stateSecret: config.oidcStateSecret ?? '',
+      provisioning:
+        config.oidcProvisionRole === 'off'
+          ? null
+          : { workspaceId: config.oidcProvisionWorkspaceId, role: config.oidcProvisionRole },
+      returnToAllowList: config.oidcReturnTo
+        .split(',')
+        .map((s) => s.trim())
+        .filter(Boolean),
+      allowInsecureHttp: config.oidcAllowInsecureHttp,
+    });
+  }
   await app.register(apiKeyRoutes, { apiKeys });
   await app.register(workspaceRoutes);
   await app.register(auditRoutes);

@@ -10,7 +10,7 @@
  */
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
-import Type, { type Static, type TSchema } from 'typebox';
+import Type, { type Static, type TOptional, type TSchema } from 'typebox';
 import { Value } from 'typebox/value';
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
@@ -168,6 +168,67 @@ export const settings = {
     schema: Type.Integer({ minimum: 0, maximum: 600_000, default: 30_000 }),
     doc: 'How long a verified API key is trusted without asking the database; a revocation reaches other replicas within this time.',
   },
+  cookieSecure: {
+    env: 'LARDER_COOKIE_SECURE',
+    schema: Type.Boolean({ default: true }),
+    doc: 'Mark session cookies `Secure` (HTTPS only). Turn off only for plain-HTTP development.',
+  },
+  oidcIssuer: {
+    env: 'LARDER_OIDC_ISSUER',
+    schema: Type.Optional(Type.String({ pattern: '^https?://' })),
+    doc: 'OpenID Connect issuer for single sign-on (`https://accounts.google.com`). Unset: SSO is off.',
+  },
+  oidcClientId: {
+    env: 'LARDER_OIDC_CLIENT_ID',
+    schema: Type.Optional(Type.String({ minLength: 1 })),
+    doc: 'Client id of Larder at the identity provider. Required with `LARDER_OIDC_ISSUER`.',
+  },
+  oidcClientSecret: {
+    env: 'LARDER_OIDC_CLIENT_SECRET',
+    schema: Type.Optional(Type.String({ minLength: 1 })),
+    doc: 'Client secret (confidential client). Unset: a public client (PKCE only).',
+    secret: true,
+  },
+  oidcRedirectUri: {
+    env: 'LARDER_OIDC_REDIRECT_URI',
+    schema: Type.Optional(Type.String({ pattern: '^https?://' })),
+    doc: 'Larder’s callback as registered at the provider: `https://larder.example.com/v1/auth/oidc/callback`.',
+  },
+  oidcScopes: {
+    env: 'LARDER_OIDC_SCOPES',
+    schema: Type.String({ minLength: 6, default: 'openid email profile' }),
+    doc: 'Scopes requested, space-separated; must include `openid`.',
+  },
+  oidcProvisionRole: {
+    env: 'LARDER_OIDC_PROVISION_ROLE',
+    schema: Type.Enum(['off', 'viewer', 'editor', 'admin'], { default: 'off' }),
+    doc: 'Create accounts for SSO users with a verified email and no account, with this role in `LARDER_OIDC_PROVISION_WORKSPACE_ID`; `off` = only existing accounts may sign in.',
+  },
+  oidcProvisionWorkspaceId: {
+    env: 'LARDER_OIDC_PROVISION_WORKSPACE_ID',
+    schema: Type.Optional(
+      Type.String({
+        pattern: '^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$',
+      }),
+    ),
+    doc: 'Workspace that provisioned SSO users join. Unset: they start without a workspace.',
+  },
+  oidcStateSecret: {
+    env: 'LARDER_OIDC_STATE_SECRET',
+    schema: Type.Optional(Type.String({ minLength: 32 })),
+    doc: 'Random secret (≥ 32 characters, `openssl rand -base64 32`) encrypting the sign-in state cookie; the same on every replica. Required with `LARDER_OIDC_ISSUER`.',
+    secret: true,
+  },
+  oidcReturnTo: {
+    env: 'LARDER_OIDC_RETURN_TO',
+    schema: Type.String({ default: '', pattern: '^(https?://[^\\s,]+(\\s*,\\s*https?://[^\\s,]+)*)?$' }),
+    doc: 'Comma-separated URLs that `/v1/auth/oidc/start?returnTo=` may send the browser to, with the tokens in the URL fragment. Empty: the callback answers JSON.',
+  },
+  oidcAllowInsecureHttp: {
+    env: 'LARDER_OIDC_ALLOW_INSECURE_HTTP',
+    schema: Type.Boolean({ default: false }),
+    doc: 'Allow an `http://` issuer and redirect URI and drop `Secure` from the state cookie. Local development only.',
+  },
   corsOrigins: {
     env: 'LARDER_CORS_ORIGINS',
     schema: Type.String({
@@ -204,7 +265,12 @@ export const settings = {
 } as const satisfies Record<string, { env: string; schema: TSchema; doc: string; secret?: boolean }>;
 
 type Settings = typeof settings;
-export type Config = { [K in keyof Settings]: Static<Settings[K]['schema']> };
+/** Optional settings (no default) are `undefined` when unset. */
+export type Config = {
+  [K in keyof Settings]: Settings[K]['schema'] extends TOptional<infer S>
+    ? Static<S> | undefined
+    : Static<Settings[K]['schema']>;
+};
 
 /** The environment variable naming an optional JSON config file. */
 export const CONFIG_FILE_ENV = 'LARDER_CONFIG';

@@ -67,6 +67,9 @@ describe('larder admin create-user', () => {
     const dataDir = await mkdtemp(path.join(tmpdir(), 'larder-admin-'));
     const server = await startServer({ LARDER_DATA_DIR: dataDir });
     try {
+      // stderr (the hint) and stdout (the log line) are separate pipes: allow them to arrive in any order.
+      for (let i = 0; i < 50 && !server.output().includes('No users yet'); i++)
+        await new Promise((r) => setTimeout(r, 100));
       expect(server.output()).toContain('No users yet');
       expect(server.output()).toContain('larder admin create-user');
     } finally {

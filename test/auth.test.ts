@@ -153,6 +153,60 @@ describe.each(drivers())('accounts and sessions (%s)', (driver) => {
     expect(again.statusCode).toBe(204);
   });
 
+  it('supports browsers: refresh token in an HttpOnly cookie, CSRF-checked refresh and logout', async () => {
+    await signup('frank');
+    const res = await t.app.inject({
+      method: 'POST',
+      url: '/v1/auth/login',
+      payload: { email: email('frank'), password: PASSWORD, session: 'cookie' },
+    });
+    expect(res.statusCode).toBe(200);
+    expect(res.json()).not.toHaveProperty('refreshToken');
+    const cookie = (name: string, r = res) => r.cookies.find((c) => c.name === name);
+    const refresh1 = cookie('larder_refresh')!;
+    const csrf = cookie('larder_csrf')!;
+    expect(refresh1).toMatchObject({ httpOnly: true, secure: true, sameSite: 'Strict', path: '/v1/auth' });
+    expect(refresh1.value).toMatch(/^lr_/);
+    expect(csrf.httpOnly).toBeFalsy();
+
+    const jar = { larder_refresh: refresh1.value, larder_csrf: csrf.value };
+    const noCsrf = await t.app.inject({ method: 'POST', url: '/v1/auth/refresh', cookies: jar, payload: {} });
+    expect(noCsrf.statusCode).toBe(403);
+    const wrongCsrf = await t.app.inject({
+      method: 'POST',
+      url: '/v1/auth/refresh',
+      cookies: jar,
+      headers: { 'x-csrf-token': 'forged' },
+      payload: {},
+    });
+    expect(wrongCsrf.statusCode).toBe(403);
+
+    const rotated = await t.app.inject({
+      method: 'POST',
+      url: '/v1/auth/refresh',
+      cookies: jar,
+      headers: { 'x-csrf-token': csrf.value },
+      payload: {},
+    });
+    expect(rotated.statusCode).toBe(200);
+    expect(rotated.json()).not.toHaveProperty('refreshToken');
+    expect((await me(rotated.json<Tokens>().accessToken)).statusCode).toBe(200);
+    const refresh2 = cookie('larder_refresh', rotated)!;
+    expect(refresh2.value).not.toBe(refresh1.value);
+
+    const jar2 = { larder_refresh: refresh2.value, larder_csrf: cookie('larder_csrf', rotated)!.value };
+    const out = await t.app.inject({
+      method: 'POST',
+      url: '/v1/auth/logout',
+      cookies: jar2,
+      headers: { 'x-csrf-token': jar2.larder_csrf },
+      payload: {},
+    });
+    expect(out.statusCode).toBe(204);
+    expect(cookie('larder_refresh', out)?.value).toBe('');
+    expect((await refresh(refresh2.value)).statusCode).toBe(401);
+  });
+
   it('requires a valid access token on user routes', async () => {
     const none = await me();
     expect(none.statusCode).toBe(401);

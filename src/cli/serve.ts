@@ -26,7 +26,6 @@ export async function serveCommand({ config, logger }: { config: Config; logger:
     await app.close(); // stops accepting, answers 503 to new requests, waits for in-flight ones
     await runtime.close();
   });
-  logger.info({ address, docs: `${address}/docs`, mode: runtime.database.mode }, 'Larder is listening');
   if (runtime.database.mode === 'embedded') {
     process.stderr.write(
       `\nLarder (embedded mode, data in ${config.dataDir}) is listening on ${address}\n` +
@@ -40,4 +39,6 @@ export async function serveCommand({ config, logger }: { config: Config; logger:
         '\n',
     );
   }
+  // Last: it signals readiness to whoever watches the log (and to the CLI tests).
+  logger.info({ address, docs: `${address}/docs`, mode: runtime.database.mode }, 'Larder is listening');
 }

@@ -7,14 +7,17 @@
  *   POST /v1/auth/logout   end the session of a refresh token
  *   GET  /v1/me            the signed-in user and their workspaces
  */
+import cookie from '@fastify/cookie';
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import type { FastifyRequest } from 'fastify';
 import Type from 'typebox';
 import { requireUser } from '../../platform/auth/access.js';
+import { AppError } from '../../platform/errors.js';
 import { problemResponses } from '../../platform/http/problem.js';
 import { authRateLimit } from '../../platform/http/rate-limit.js';
 import type { KeyRing } from './keys.js';
-import { AuthService, type ClientInfo } from './service.js';
+import { clearSessionCookies, refreshTokenFromCookie, setSessionCookies } from './cookies.js';
+import { AuthService, type ClientInfo, type TokenPair } from './service.js';
 
 const Email = Type.String({ format: 'email', maxLength: 254, examples: ['ada@example.com'] });
 const Password = Type.String({
@@ -28,7 +31,12 @@ const Tokens = Type.Object(
     accessToken: Type.String({ description: 'JWT (ES256) for `Authorization: Bearer`; short-lived' }),
     tokenType: Type.Literal('Bearer'),
     expiresIn: Type.Integer({ description: 'Seconds until the access token expires' }),
-    refreshToken: Type.String({ description: 'Single-use: exchange it at /v1/auth/refresh for a new pair' }),
+    refreshToken: Type.Optional(
+      Type.String({
+        description:
+          'Single-use: exchange it at /v1/auth/refresh for a new pair. Absent with `session: "cookie"` (it is in the HttpOnly cookie instead).',
+      }),
+    ),
   },
   { description: 'A token pair' },
 );
@@ -48,9 +56,27 @@ const Membership = Type.Object({
 });
 
 const RefreshBody = Type.Object(
-  { refreshToken: Type.String({ minLength: 1, maxLength: 512 }) },
+  {
+    refreshToken: Type.Optional(
+      Type.String({
+        minLength: 1,
+        maxLength: 512,
+        description: 'Omit (send `{}`) to use the session cookie + X-CSRF-Token',
+      }),
+    ),
+  },
   { additionalProperties: false },
 );
+
+const Session = Type.Optional(
+  Type.Enum(['tokens', 'cookie'], {
+    description:
+      '`tokens` (default): both tokens in the body. `cookie` (browsers): the refresh token goes into an HttpOnly cookie, and a readable `larder_csrf` cookie must be echoed as `X-CSRF-Token` on refresh/logout.',
+  }),
+);
+
+/** The pair without the refresh token, when it travels in the cookie. */
+const withoutRefresh = ({ refreshToken: _r, ...rest }: TokenPair) => rest;
 
 const client = (request: FastifyRequest): ClientInfo => ({
   ip: request.ip,
@@ -67,6 +93,9 @@ const presentUser = (u: { id: string; email: string; display_name: string | null
 
 export const authRoutes: FastifyPluginAsyncTypebox<{ keys: KeyRing }> = async (app, { keys }) => {
   const { config } = app.deps;
+  // Encapsulated: only these routes read and set cookies.
+  await app.register(cookie);
+  const cookieSettings = { secure: config.cookieSecure, refreshTtlSeconds: config.refreshTokenTtlSeconds };
   const auth = new AuthService(app.deps.database.db, config, keys);
   /** Public credential endpoints: a tight per-IP budget against brute force and credential stuffing. */
   const guarded = {
@@ -91,6 +120,7 @@ export const authRoutes: FastifyPluginAsyncTypebox<{ keys: KeyRing }> = async (a
             password: Password,
             displayName: Type.String({ minLength: 1, maxLength: 200 }),
             workspaceName: Type.Optional(Type.String({ minLength: 1, maxLength: 200 })),
+            session: Session,
           },
           { additionalProperties: false },
         ),
@@ -109,8 +139,14 @@ export const authRoutes: FastifyPluginAsyncTypebox<{ keys: KeyRing }> = async (a
       },
     },
     async (request, reply) => {
-      const { user, workspace, tokens } = await auth.signup(request.body, client(request));
-      return reply.code(201).send({ user: presentUser(user), workspace, tokens });
+      const { session, ...input } = request.body;
+      const { user, workspace, tokens } = await auth.signup(input, client(request));
+      if (session === 'cookie') setSessionCookies(reply, tokens.refreshToken, cookieSettings);
+      return reply.code(201).send({
+        user: presentUser(user),
+        workspace,
+        tokens: session === 'cookie' ? withoutRefresh(tokens) : tokens,
+      });
     },
   );
 
@@ -124,11 +160,20 @@ export const authRoutes: FastifyPluginAsyncTypebox<{ keys: KeyRing }> = async (a
         description:
           'Answers `401 invalid_credentials` alike for an unknown email, a wrong password or a disabled account.',
         security: [],
-        body: Type.Object({ email: Email, password: Password }, { additionalProperties: false }),
+        body: Type.Object(
+          { email: Email, password: Password, session: Session },
+          { additionalProperties: false },
+        ),
         response: { 200: Tokens, ...problemResponses(400, 401, 429) },
       },
     },
-    (request) => auth.login(request.body, client(request)),
+    async (request, reply) => {
+      const { session, ...input } = request.body;
+      const tokens = await auth.login(input, client(request));
+      if (session !== 'cookie') return tokens;
+      setSessionCookies(reply, tokens.refreshToken, cookieSettings);
+      return withoutRefresh(tokens);
+    },
   );
 
   app.post(
@@ -145,7 +190,22 @@ export const authRoutes: FastifyPluginAsyncTypebox<{ keys: KeyRing }> = async (a
         response: { 200: Tokens, ...problemResponses(400, 401, 429) },
       },
     },
-    (request) => auth.refresh(request.body.refreshToken, client(request)),
+    async (request, reply) => {
+      const fromBody = request.body.refreshToken;
+      const token = fromBody ?? refreshTokenFromCookie(request);
+      if (!token) {
+        throw new AppError('validation_failed', {
+          detail: 'Send a refreshToken, or the session cookie with X-CSRF-Token',
+          extensions: {
+            errors: [{ in: 'body', path: '/refreshToken', message: 'is required without a session cookie' }],
+          },
+        });
+      }
+      const tokens = await auth.refresh(token, client(request));
+      if (fromBody) return tokens;
+      setSessionCookies(reply, tokens.refreshToken, cookieSettings);
+      return withoutRefresh(tokens);
+    },
   );
 
   app.post(
@@ -163,7 +223,10 @@ export const authRoutes: FastifyPluginAsyncTypebox<{ keys: KeyRing }> = async (a
       },
     },
     async (request, reply) => {
-      await auth.logout(request.body.refreshToken, client(request));
+      const fromBody = request.body.refreshToken;
+      const token = fromBody ?? refreshTokenFromCookie(request);
+      if (token) await auth.logout(token, client(request));
+      if (!fromBody) clearSessionCookies(reply, cookieSettings);
       return reply.code(204).send(null);
     },
   );
