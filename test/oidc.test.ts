@@ -396,6 +396,12 @@ describe.each(drivers())('single sign-on with OpenID Connect (%s)', (driver) => 
     expect(user.email_verified_at).not.toBeNull();
     const loginLine = t.logs.records().find((r) => r.msg === 'signed in with SSO');
     expect(loginLine).toMatchObject({ userId: profile.user.id, outcome: 'provisioned' });
+    const audited = await db
+      .selectFrom('audit_log')
+      .select(['action', 'actor_user_id'])
+      .where('target_id', '=', profile.user.id)
+      .execute();
+    expect(audited).toContainEqual({ action: 'auth.sso.provisioned', actor_user_id: profile.user.id });
     expect(t.logs.text).not.toContain(tokens.refreshToken);
     expect(t.logs.text).not.toContain(callback.searchParams.get('code') ?? '-'); // redacted in URLs
     const identity = await db

@@ -152,6 +152,29 @@ describe.each(drivers())('workspaces and members (%s)', (driver) => {
     expect((await call(owner, 'GET', '/v1/workspace')).statusCode).toBe(404);
   });
 
+  it('records every membership change in the workspace’s audit log, with the acting user', async () => {
+    const rows = await t.db.database.db
+      .selectFrom('audit_log')
+      .select(['action', 'actor_user_id', 'request_id'])
+      .where('workspace_id', '=', owner.workspaceId)
+      .orderBy('created_at')
+      .execute();
+    const actions = rows.map((r) => r.action);
+    for (const action of [
+      'invitation.created',
+      'invitation.accepted',
+      'invitation.revoked',
+      'member.role_changed',
+      'workspace.ownership_transferred',
+      'member.left',
+    ]) {
+      expect(actions, action).toContain(action);
+    }
+    const accepted = rows.find((r) => r.action === 'invitation.accepted');
+    expect(accepted?.actor_user_id).toBe(bob.userId);
+    expect(rows.every((r) => r.request_id)).toBe(true);
+  });
+
   it('creates further workspaces for a user, who owns them', async () => {
     const res = await t.app.inject({
       method: 'POST',

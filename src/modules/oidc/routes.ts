@@ -16,6 +16,8 @@
 import cookie, { type CookieSerializeOptions } from '@fastify/cookie';
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import type { FastifyRequest } from 'fastify';
+import { auditContext } from '../audit/context.js';
+import { recordAudit } from '../audit/service.js';
 import { problemResponses } from '../../platform/http/problem.js';
 import { authRateLimit } from '../../platform/http/rate-limit.js';
 import type { KeyRing } from '../auth/keys.js';
@@ -110,6 +112,15 @@ export const oidcRoutes: FastifyPluginAsyncTypebox<OidcRoutesOptions> = async (a
       void reply.clearCookie(STATE_COOKIE, cookieOptions).header('cache-control', 'no-store');
       const login = await oidc.callback(oidc.callbackUrl(request.url), sealed, clientInfo(request));
       request.log.info({ userId: login.userId, outcome: login.outcome }, 'signed in with SSO');
+      // Instance-level event (no workspace), like password logins; provisioning memberships are in the data.
+      await recordAudit(app.deps.database.db, {
+        ...auditContext(request),
+        actor: { type: 'user', userId: login.userId },
+        workspaceId: null,
+        action: `auth.sso.${login.outcome}`,
+        target: { type: 'user', id: login.userId },
+        data: { issuer: options.issuerUrl },
+      });
       if (login.returnTo) return reply.redirect(`${login.returnTo}#${tokenFragment(login.tokens)}`, 302);
       return login.tokens;
     },

@@ -17,6 +17,7 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import Type from 'typebox';
 import { requireUser, requireWorkspace } from '../../platform/auth/access.js';
 import { problemResponses } from '../../platform/http/problem.js';
+import { auditContext } from '../audit/context.js';
 import { WorkspaceService } from './service.js';
 
 const Uuid = Type.String({ format: 'uuid' });
@@ -78,7 +79,11 @@ export const workspaceRoutes: FastifyPluginAsyncTypebox = async (app) => {
       },
     },
     async (request, reply) => {
-      const row = await workspaces.create(requireUser(request).userId, request.body.name);
+      const row = await workspaces.create(
+        requireUser(request).userId,
+        request.body.name,
+        auditContext(request),
+      );
       return reply.code(201).send({
         id: row.id,
         name: row.name,
@@ -125,7 +130,7 @@ export const workspaceRoutes: FastifyPluginAsyncTypebox = async (app) => {
     },
     async (request) => {
       const ws = requireWorkspace(request);
-      const row = await workspaces.rename(ws, request.body.name);
+      const row = await workspaces.rename(ws, request.body.name, auditContext(request));
       return {
         id: row.id,
         name: row.name,
@@ -170,7 +175,13 @@ export const workspaceRoutes: FastifyPluginAsyncTypebox = async (app) => {
         },
       },
     },
-    (request) => workspaces.setRole(requireWorkspace(request), request.params.userId, request.body.role),
+    (request) =>
+      workspaces.setRole(
+        requireWorkspace(request),
+        request.params.userId,
+        request.body.role,
+        auditContext(request),
+      ),
   );
 
   app.delete(
@@ -187,7 +198,12 @@ export const workspaceRoutes: FastifyPluginAsyncTypebox = async (app) => {
     },
     async (request, reply) => {
       const actor = request.auth?.kind === 'user' ? request.auth.userId : null;
-      await workspaces.removeMember(requireWorkspace(request), actor, request.params.userId);
+      await workspaces.removeMember(
+        requireWorkspace(request),
+        actor,
+        request.params.userId,
+        auditContext(request),
+      );
       return reply.code(204).send(null);
     },
   );
@@ -209,6 +225,7 @@ export const workspaceRoutes: FastifyPluginAsyncTypebox = async (app) => {
         requireWorkspace(request),
         requireUser(request).userId,
         request.body.userId,
+        auditContext(request),
       );
       return reply.code(204).send(null);
     },
@@ -239,11 +256,16 @@ export const workspaceRoutes: FastifyPluginAsyncTypebox = async (app) => {
     },
     async (request, reply) => {
       const invitedBy = request.auth?.kind === 'user' ? request.auth.userId : null;
-      const { row, token } = await workspaces.invite(requireWorkspace(request), invitedBy, {
-        email: request.body.email,
-        role: request.body.role,
-        expiresInHours: request.body.expiresInHours ?? 168,
-      });
+      const { row, token } = await workspaces.invite(
+        requireWorkspace(request),
+        invitedBy,
+        {
+          email: request.body.email,
+          role: request.body.role,
+          expiresInHours: request.body.expiresInHours ?? 168,
+        },
+        auditContext(request),
+      );
       return reply.code(201).send({ ...presentInvitation(row), token });
     },
   );
@@ -278,7 +300,7 @@ export const workspaceRoutes: FastifyPluginAsyncTypebox = async (app) => {
       },
     },
     async (request, reply) => {
-      await workspaces.revokeInvitation(requireWorkspace(request), request.params.id);
+      await workspaces.revokeInvitation(requireWorkspace(request), request.params.id, auditContext(request));
       return reply.code(204).send(null);
     },
   );
@@ -307,7 +329,7 @@ export const workspaceRoutes: FastifyPluginAsyncTypebox = async (app) => {
         .select(['id', 'email'])
         .where('id', '=', requireUser(request).userId)
         .executeTakeFirstOrThrow();
-      return workspaces.accept(user, request.body.token);
+      return workspaces.accept(user, request.body.token, auditContext(request));
     },
   );
 };

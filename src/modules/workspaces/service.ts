@@ -12,6 +12,7 @@ import type { Db } from '../../platform/db/database.js';
 import type { InvitationRole, MembershipRole } from '../../platform/db/schema.js';
 import { withTenant } from '../../platform/db/tenant.js';
 import { AppError } from '../../platform/errors.js';
+import { type AuditContext, recordAudit, SYSTEM_AUDIT } from '../audit/service.js';
 import { insertWorkspaceWithOwner } from '../auth/repository.js';
 import { slugify } from '../auth/service.js';
 
@@ -22,10 +23,18 @@ export class WorkspaceService {
   constructor(private readonly db: Db) {}
 
   /** A further workspace for a signed-in user, who becomes its owner. */
-  create(userId: string, name: string) {
-    return this.db
-      .transaction()
-      .execute((trx) => insertWorkspaceWithOwner(trx, { name, slug: slugify(name), ownerId: userId }));
+  create(userId: string, name: string, audit: AuditContext = SYSTEM_AUDIT) {
+    return this.db.transaction().execute(async (trx) => {
+      const workspace = await insertWorkspaceWithOwner(trx, { name, slug: slugify(name), ownerId: userId });
+      await recordAudit(trx, {
+        ...audit,
+        workspaceId: workspace.id,
+        action: 'workspace.created',
+        target: { type: 'workspace', id: workspace.id },
+        data: { name },
+      });
+      return workspace;
+    });
   }
 
   async get(ws: WorkspaceContext) {
@@ -41,16 +50,24 @@ export class WorkspaceService {
     return row;
   }
 
-  async rename(ws: WorkspaceContext, name: string) {
+  async rename(ws: WorkspaceContext, name: string, audit: AuditContext = SYSTEM_AUDIT) {
     assertPermission(ws, 'workspace:admin');
-    return withTenant(this.db, ws.id, (trx) =>
-      trx
+    return withTenant(this.db, ws.id, async (trx) => {
+      const row = await trx
         .updateTable('workspaces')
         .set({ name })
         .where('id', '=', ws.id)
         .returning(['id', 'name', 'slug', 'created_at'])
-        .executeTakeFirstOrThrow(),
-    );
+        .executeTakeFirstOrThrow();
+      await recordAudit(trx, {
+        ...audit,
+        workspaceId: ws.id,
+        action: 'workspace.renamed',
+        target: { type: 'workspace', id: ws.id },
+        data: { name },
+      });
+      return row;
+    });
   }
 
   async members(ws: WorkspaceContext) {
@@ -73,7 +90,12 @@ export class WorkspaceService {
   }
 
   /** Changes a member's role. Not to or from owner (use a transfer); never above the actor's own role. */
-  async setRole(ws: WorkspaceContext, targetUserId: string, role: InvitationRole) {
+  async setRole(
+    ws: WorkspaceContext,
+    targetUserId: string,
+    role: InvitationRole,
+    audit: AuditContext = SYSTEM_AUDIT,
+  ) {
     assertPermission(ws, 'members:manage');
     return withTenant(this.db, ws.id, async (trx) => {
       const target = await trx
@@ -92,12 +114,24 @@ export class WorkspaceService {
         .where('workspace_id', '=', ws.id)
         .where('user_id', '=', targetUserId)
         .execute();
+      await recordAudit(trx, {
+        ...audit,
+        workspaceId: ws.id,
+        action: 'member.role_changed',
+        target: { type: 'user', id: targetUserId },
+        data: { from: target.role, to: role },
+      });
       return { userId: targetUserId, role };
     });
   }
 
   /** Removes a member; anyone may leave, removing others needs `members:manage`. The owner cannot leave. */
-  async removeMember(ws: WorkspaceContext, actorUserId: string | null, targetUserId: string) {
+  async removeMember(
+    ws: WorkspaceContext,
+    actorUserId: string | null,
+    targetUserId: string,
+    audit: AuditContext = SYSTEM_AUDIT,
+  ) {
     if (targetUserId !== actorUserId) assertPermission(ws, 'members:manage');
     await withTenant(this.db, ws.id, async (trx) => {
       const target = await trx
@@ -115,11 +149,23 @@ export class WorkspaceService {
         .where('workspace_id', '=', ws.id)
         .where('user_id', '=', targetUserId)
         .execute();
+      await recordAudit(trx, {
+        ...audit,
+        workspaceId: ws.id,
+        action: targetUserId === actorUserId ? 'member.left' : 'member.removed',
+        target: { type: 'user', id: targetUserId },
+        data: { role: target.role },
+      });
     });
   }
 
   /** Makes another member the owner; the previous owner becomes an admin. */
-  async transferOwnership(ws: WorkspaceContext, ownerUserId: string, newOwnerUserId: string) {
+  async transferOwnership(
+    ws: WorkspaceContext,
+    ownerUserId: string,
+    newOwnerUserId: string,
+    audit: AuditContext = SYSTEM_AUDIT,
+  ) {
     assertPermission(ws, 'workspace:owner');
     if (ownerUserId === newOwnerUserId)
       throw new AppError('conflict', { detail: 'You already own this workspace' });
@@ -144,6 +190,13 @@ export class WorkspaceService {
         .where('workspace_id', '=', ws.id)
         .where('user_id', '=', newOwnerUserId)
         .execute();
+      await recordAudit(trx, {
+        ...audit,
+        workspaceId: ws.id,
+        action: 'workspace.ownership_transferred',
+        target: { type: 'user', id: newOwnerUserId },
+        data: { from: ownerUserId, to: newOwnerUserId },
+      });
     });
   }
 
@@ -151,6 +204,7 @@ export class WorkspaceService {
     ws: WorkspaceContext,
     invitedBy: string | null,
     input: { email: string; role: InvitationRole; expiresInHours: number },
+    audit: AuditContext = SYSTEM_AUDIT,
   ) {
     assertPermission(ws, 'members:manage');
     this.#assertCanManage(ws, input.role, input.role);
@@ -166,7 +220,7 @@ export class WorkspaceService {
         .executeTakeFirst();
       if (member) throw new AppError('conflict', { detail: 'This person is already a member' });
       // Re-inviting refreshes the open invitation (new token, new expiry) instead of stacking them.
-      return trx
+      const invitation = await trx
         .insertInto('invitations')
         .values({
           workspace_id: ws.id,
@@ -190,6 +244,14 @@ export class WorkspaceService {
         )
         .returning(['id', 'email', 'role', 'expires_at', 'created_at'])
         .executeTakeFirstOrThrow();
+      await recordAudit(trx, {
+        ...audit,
+        workspaceId: ws.id,
+        action: 'invitation.created',
+        target: { type: 'invitation', id: invitation.id },
+        data: { email, role: input.role },
+      });
+      return invitation;
     });
     return { row, token };
   }
@@ -208,24 +270,34 @@ export class WorkspaceService {
     );
   }
 
-  async revokeInvitation(ws: WorkspaceContext, id: string) {
+  async revokeInvitation(ws: WorkspaceContext, id: string, audit: AuditContext = SYSTEM_AUDIT) {
     assertPermission(ws, 'members:manage');
-    const row = await withTenant(this.db, ws.id, (trx) =>
-      trx
+    const row = await withTenant(this.db, ws.id, async (trx) => {
+      const revoked = await trx
         .updateTable('invitations')
         .set({ revoked_at: new Date() })
         .where('workspace_id', '=', ws.id)
         .where('id', '=', id)
         .where('accepted_at', 'is', null)
         .where('revoked_at', 'is', null)
-        .returning('id')
-        .executeTakeFirst(),
-    );
+        .returning(['id', 'email'])
+        .executeTakeFirst();
+      if (revoked) {
+        await recordAudit(trx, {
+          ...audit,
+          workspaceId: ws.id,
+          action: 'invitation.revoked',
+          target: { type: 'invitation', id },
+          data: { email: revoked.email },
+        });
+      }
+      return revoked;
+    });
     if (!row) throw new AppError('not_found', { detail: 'No such open invitation' });
   }
 
   /** Joins the invitation's workspace. The invitation is bound to its email: forwarding it does not work. */
-  async accept(user: { id: string; email: string }, token: string) {
+  async accept(user: { id: string; email: string }, token: string, audit: AuditContext = SYSTEM_AUDIT) {
     // Unscoped by necessity: the caller is not a member yet. Only the invitation's own row is read.
     const invitation = token.startsWith(INVITATION_PREFIX)
       ? await this.db
@@ -263,6 +335,13 @@ export class WorkspaceService {
         .values({ workspace_id: invitation.workspace_id, user_id: user.id, role: invitation.role })
         .onConflict((oc) => oc.columns(['workspace_id', 'user_id']).doNothing())
         .execute();
+      await recordAudit(trx, {
+        ...audit,
+        workspaceId: invitation.workspace_id,
+        action: 'invitation.accepted',
+        target: { type: 'invitation', id: invitation.id },
+        data: { role: invitation.role },
+      });
       return { workspaceId: invitation.workspace_id, role: invitation.role };
     });
   }
