@@ -4,12 +4,12 @@
  * minimum, services enforce the rules (e.g. never grant above your own role, owners only by transfer).
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { sql } from 'kysely';
+import { sql, type Transaction } from 'kysely';
 import type { WorkspaceContext } from '../../platform/auth/access.js';
 import { assertPermission } from '../../platform/auth/access.js';
 import { outranksOrEquals } from '../../platform/auth/permissions.js';
 import type { Db } from '../../platform/db/database.js';
-import type { InvitationRole, MembershipRole } from '../../platform/db/schema.js';
+import type { DB, InvitationRole, MembershipRole } from '../../platform/db/schema.js';
 import { withTenant } from '../../platform/db/tenant.js';
 import { AppError } from '../../platform/errors.js';
 import { type AuditContext, recordAudit, SYSTEM_AUDIT } from '../audit/service.js';
@@ -18,6 +18,18 @@ import { slugify } from '../auth/service.js';
 
 const INVITATION_PREFIX = 'li_';
 const hashToken = (token: string) => createHash('sha256').update(token).digest('hex');
+
+/** The member's role in the workspace; 404 (with `detail`) when not a member. */
+async function memberOf(trx: Transaction<DB>, workspaceId: string, userId: string, detail: string) {
+  const member = await trx
+    .selectFrom('memberships')
+    .select('role')
+    .where('workspace_id', '=', workspaceId)
+    .where('user_id', '=', userId)
+    .executeTakeFirst();
+  if (!member) throw new AppError('not_found', { detail });
+  return member;
+}
 
 export class WorkspaceService {
   constructor(private readonly db: Db) {}
@@ -98,13 +110,7 @@ export class WorkspaceService {
   ) {
     assertPermission(ws, 'members:manage');
     return withTenant(this.db, ws.id, async (trx) => {
-      const target = await trx
-        .selectFrom('memberships')
-        .select('role')
-        .where('workspace_id', '=', ws.id)
-        .where('user_id', '=', targetUserId)
-        .executeTakeFirst();
-      if (!target) throw new AppError('not_found', { detail: 'No such member' });
+      const target = await memberOf(trx, ws.id, targetUserId, 'No such member');
       if (target.role === 'owner')
         throw new AppError('conflict', { detail: 'The owner’s role changes only by transferring ownership' });
       this.#assertCanManage(ws, target.role, role);
@@ -134,13 +140,7 @@ export class WorkspaceService {
   ) {
     if (targetUserId !== actorUserId) assertPermission(ws, 'members:manage');
     await withTenant(this.db, ws.id, async (trx) => {
-      const target = await trx
-        .selectFrom('memberships')
-        .select('role')
-        .where('workspace_id', '=', ws.id)
-        .where('user_id', '=', targetUserId)
-        .executeTakeFirst();
-      if (!target) throw new AppError('not_found', { detail: 'No such member' });
+      const target = await memberOf(trx, ws.id, targetUserId, 'No such member');
       if (target.role === 'owner')
         throw new AppError('conflict', { detail: 'Transfer ownership before the owner leaves' });
       if (targetUserId !== actorUserId) this.#assertCanManage(ws, target.role, target.role);
@@ -170,13 +170,7 @@ export class WorkspaceService {
     if (ownerUserId === newOwnerUserId)
       throw new AppError('conflict', { detail: 'You already own this workspace' });
     await withTenant(this.db, ws.id, async (trx) => {
-      const target = await trx
-        .selectFrom('memberships')
-        .select('role')
-        .where('workspace_id', '=', ws.id)
-        .where('user_id', '=', newOwnerUserId)
-        .executeTakeFirst();
-      if (!target) throw new AppError('not_found', { detail: 'The new owner must already be a member' });
+      await memberOf(trx, ws.id, newOwnerUserId, 'The new owner must already be a member');
       // One owner at a time (unique index): demote first, then promote, in one transaction.
       await trx
         .updateTable('memberships')
