@@ -1,5 +1,6 @@
 /** SQL for the audit log. Inserts run on the caller's connection; reads run inside a tenant transaction. */
 import { sql, type Transaction } from 'kysely';
+import { type KeysetPosition, positionAt } from '../../platform/db/cursor.js';
 import type { Db } from '../../platform/db/database.js';
 import type { DB, NewAuditLogEntry } from '../../platform/db/schema.js';
 
@@ -9,11 +10,8 @@ export async function insertAuditEvent(conn: Conn, row: NewAuditLogEntry): Promi
   await conn.insertInto('audit_log').values(row).execute();
 }
 
-/** Position of a row in the newest-first order; `createdAt` is UTC with microseconds (see cursor.ts). */
-export interface AuditPosition {
-  createdAt: string;
-  id: string;
-}
+/** Position of a row in the newest-first order (see platform/db/cursor.ts). */
+export type AuditPosition = KeysetPosition;
 
 export interface AuditFilters {
   /** Exact action, or a prefix when it ends in `*`. */
@@ -54,7 +52,7 @@ export function listAuditEvents(trx: Transaction<DB>, workspaceId: string, f: Au
       'request_id',
       'data',
       'created_at',
-      sql<string>`to_char(created_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US')`.as('position_at'),
+      positionAt.as('position_at'),
     ])
     .where('workspace_id', '=', workspaceId);
   if (f.action !== undefined) {

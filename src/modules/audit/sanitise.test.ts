@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { decodeCursor, encodeCursor } from './cursor.js';
+import { decodeCursor, encodeCursor } from '../../platform/db/cursor.js';
 import { isSecretName, sanitiseAuditData } from './sanitise.js';
 
 describe('audit data sanitiser', () => {

@@ -33,7 +33,7 @@ import type { Db } from '../../platform/db/database.js';
 import type { AuditActorType, DB } from '../../platform/db/schema.js';
 import { withTenant } from '../../platform/db/tenant.js';
 import { AppError } from '../../platform/errors.js';
-import { decodeCursor, encodeCursor } from './cursor.js';
+import { decodeCursor, encodeCursor } from '../../platform/db/cursor.js';
 import * as repo from './repository.js';
 import { sanitiseAuditData } from './sanitise.js';
 

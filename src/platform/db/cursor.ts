@@ -1,19 +1,29 @@
 /**
- * Opaque page cursors for GET /v1/audit: base64url of `<created_at in UTC, microseconds>|<id>`.
- * Clients must not build or parse them; the format may change.
+ * Opaque keyset-pagination cursors: base64url of `<created_at in UTC, microseconds>|<id>`.
+ * Clients must not build or parse them; the format may change. Select the position with
+ * `positionAt` (below) so no precision is lost through JavaScript dates.
  */
-import type { AuditPosition } from './repository.js';
+import { sql } from 'kysely';
+
+/** A row's place in `(created_at, id)` order; `createdAt` is UTC text with microseconds. */
+export interface KeysetPosition {
+  createdAt: string;
+  id: string;
+}
+
+/** Selects `created_at` as the cursor's UTC microsecond text. */
+export const positionAt = sql<string>`to_char(created_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US')`;
 
 const POSITION =
   /^(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6})\|([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})$/;
 const BASE64URL = /^[A-Za-z0-9_-]+$/;
 
-export function encodeCursor(position: AuditPosition): string {
+export function encodeCursor(position: KeysetPosition): string {
   return Buffer.from(`${position.createdAt}|${position.id}`, 'utf8').toString('base64url');
 }
 
 /** The position a cursor names, or null when it is not one of ours (never throws). */
-export function decodeCursor(cursor: string): AuditPosition | null {
+export function decodeCursor(cursor: string): KeysetPosition | null {
   if (!BASE64URL.test(cursor)) return null;
   const match = POSITION.exec(Buffer.from(cursor, 'base64url').toString('utf8'));
   if (!match?.[1] || !match[2]) return null;
