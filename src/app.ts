@@ -17,6 +17,7 @@ import { apiKeyRoutes } from './modules/api-keys/routes.js';
 import { ApiKeyService } from './modules/api-keys/service.js';
 import { auditRoutes } from './modules/audit/routes.js';
 import { authRoutes } from './modules/auth/routes.js';
+import { collectionRoutes } from './modules/collections/routes.js';
 import { oidcRoutes } from './modules/oidc/routes.js';
 import type { KeyRing } from './modules/auth/keys.js';
 import { healthRoutes } from './modules/health/routes.js';
@@ -140,6 +141,7 @@ export async function buildApp(deps: AppDeps) {
         { name: 'api-keys', description: 'Workspace API keys' },
         { name: 'workspaces', description: 'Workspaces, members, invitations' },
         { name: 'audit', description: 'Audit log of security-relevant actions' },
+        { name: 'collections', description: 'Collections of documents' },
       ],
       components: {
         securitySchemes: {
@@ -223,6 +225,7 @@ export async function buildApp(deps: AppDeps) {
   await app.register(apiKeyRoutes, { apiKeys });
   await app.register(workspaceRoutes);
   await app.register(auditRoutes);
+  await app.register(collectionRoutes);
 
   return app;
 }

@@ -1,0 +1,228 @@
+/**
+ * Collections of the current workspace.
+ *
+ *   POST   /v1/collections        create (documents:write)
+ *   GET    /v1/collections        list, cursor-paginated (documents:read)
+ *   GET    /v1/collections/{id}   one (documents:read)
+ *   PATCH  /v1/collections/{id}   update settings (documents:write)
+ *   DELETE /v1/collections/{id}   delete with all documents, chunks and embeddings (documents:write)
+ */
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+import Type from 'typebox';
+import { requireWorkspace } from '../../platform/auth/access.js';
+import { problemResponses } from '../../platform/http/problem.js';
+import { auditContext } from '../audit/context.js';
+import { CollectionService, type ChunkingSettings } from './service.js';
+
+const Uuid = Type.String({ format: 'uuid' });
+const Chunking = Type.Object(
+  {
+    maxTokens: Type.Integer({
+      minimum: 32,
+      maximum: 8192,
+      description: 'Token budget per chunk (default 400)',
+    }),
+    overlapTokens: Type.Integer({
+      minimum: 0,
+      maximum: 4096,
+      description: 'Tokens repeated between consecutive chunks of a section (default 50)',
+    }),
+  },
+  { additionalProperties: false },
+);
+const Embedding = Type.Object(
+  {
+    provider: Type.String({ minLength: 1, maxLength: 64, examples: ['local', 'openai', 'none'] }),
+    model: Type.String({ minLength: 1, maxLength: 200 }),
+    dimensions: Type.Integer({ minimum: 1, maximum: 4096 }),
+  },
+  { additionalProperties: false },
+);
+const Bm25 = Type.Object(
+  {
+    k1: Type.Optional(Type.Number({ minimum: 0, maximum: 10 })),
+    b: Type.Optional(Type.Number({ minimum: 0, maximum: 1 })),
+  },
+  { additionalProperties: false },
+);
+const Settings = {
+  description: Type.Optional(Type.Union([Type.String({ maxLength: 2000 }), Type.Null()])),
+  textSearchConfig: Type.Optional(
+    Type.String({
+      pattern: '^[A-Za-z_][A-Za-z0-9_]*$',
+      description: 'PostgreSQL text-search configuration (language), e.g. english, german, simple',
+    }),
+  ),
+  chunking: Type.Optional(Type.Partial(Chunking)),
+  embedding: Type.Optional(
+    Type.Union([Embedding, Type.Null()], {
+      description: 'null: lexical search only. Fixed once the collection has documents.',
+    }),
+  ),
+  bm25: Type.Optional(Bm25),
+};
+const Name = Type.String({ minLength: 1, maxLength: 200 });
+
+const Collection = Type.Object({
+  id: Uuid,
+  name: Type.String(),
+  description: Type.Union([Type.String(), Type.Null()]),
+  textSearchConfig: Type.String(),
+  chunking: Chunking,
+  embedding: Type.Union([Embedding, Type.Null()]),
+  bm25: Type.Object({ k1: Type.Number(), b: Type.Number() }),
+  createdAt: Type.String({ format: 'date-time' }),
+  updatedAt: Type.String({ format: 'date-time' }),
+});
+
+interface Row {
+  id: string;
+  name: string;
+  description: string | null;
+  text_search_config: string;
+  chunking: unknown;
+  embedding_provider: string | null;
+  embedding_model: string | null;
+  embedding_dimensions: number | null;
+  bm25_k1: number;
+  bm25_b: number;
+  created_at: Date;
+  updated_at: Date;
+}
+const present = (r: Row) => ({
+  id: r.id,
+  name: r.name,
+  description: r.description,
+  textSearchConfig: r.text_search_config,
+  chunking: r.chunking as ChunkingSettings,
+  embedding:
+    r.embedding_provider && r.embedding_model && r.embedding_dimensions
+      ? { provider: r.embedding_provider, model: r.embedding_model, dimensions: r.embedding_dimensions }
+      : null,
+  bm25: { k1: r.bm25_k1, b: r.bm25_b },
+  createdAt: r.created_at.toISOString(),
+  updatedAt: r.updated_at.toISOString(),
+});
+
+const read = { access: { permission: 'documents:read' as const } };
+const write = { access: { permission: 'documents:write' as const } };
+const IdParams = Type.Object({ id: Uuid });
+
+export const collectionRoutes: FastifyPluginAsyncTypebox = async (app) => {
+  const collections = new CollectionService(app.deps.database.db);
+  const tags = ['collections'];
+
+  app.post(
+    '/v1/collections',
+    {
+      config: write,
+      schema: {
+        tags,
+        summary: 'Create a collection',
+        body: Type.Object({ name: Name, ...Settings }, { additionalProperties: false }),
+        response: { 201: Collection, ...problemResponses(400, 401, 403, 404, 409) },
+      },
+    },
+    async (request, reply) => {
+      const createdBy = request.auth?.kind === 'user' ? request.auth.userId : null;
+      const row = await collections.create(
+        requireWorkspace(request),
+        createdBy,
+        request.body,
+        auditContext(request),
+      );
+      return reply.code(201).send(present(row));
+    },
+  );
+
+  app.get(
+    '/v1/collections',
+    {
+      config: read,
+      schema: {
+        tags,
+        summary: 'List collections (oldest first)',
+        querystring: Type.Object(
+          {
+            limit: Type.Integer({ minimum: 1, maximum: 200, default: 50 }),
+            cursor: Type.Optional(Type.String({ maxLength: 200 })),
+          },
+          { additionalProperties: false },
+        ),
+        response: {
+          200: Type.Object({
+            data: Type.Array(Collection),
+            nextCursor: Type.Union([Type.String(), Type.Null()], {
+              description: 'Pass as `cursor` for the next page',
+            }),
+          }),
+          ...problemResponses(400, 401, 403, 404),
+        },
+      },
+    },
+    async (request) => {
+      const page = await collections.list(requireWorkspace(request), {
+        limit: request.query.limit,
+        cursor: request.query.cursor,
+      });
+      return { data: page.data.map(present), nextCursor: page.nextCursor };
+    },
+  );
+
+  app.get(
+    '/v1/collections/:id',
+    {
+      config: read,
+      schema: {
+        tags,
+        summary: 'Get a collection',
+        params: IdParams,
+        response: { 200: Collection, ...problemResponses(400, 401, 403, 404) },
+      },
+    },
+    async (request) => present(await collections.get(requireWorkspace(request), request.params.id)),
+  );
+
+  app.patch(
+    '/v1/collections/:id',
+    {
+      config: write,
+      schema: {
+        tags,
+        summary: 'Update a collection’s name or settings',
+        params: IdParams,
+        body: Type.Object(
+          { name: Type.Optional(Name), ...Settings },
+          { additionalProperties: false, minProperties: 1 },
+        ),
+        response: { 200: Collection, ...problemResponses(400, 401, 403, 404, 409) },
+      },
+    },
+    async (request) =>
+      present(
+        await collections.update(
+          requireWorkspace(request),
+          request.params.id,
+          request.body,
+          auditContext(request),
+        ),
+      ),
+  );
+
+  app.delete(
+    '/v1/collections/:id',
+    {
+      config: write,
+      schema: {
+        tags,
+        summary: 'Delete a collection with all its documents, chunks and embeddings',
+        params: IdParams,
+        response: { 204: Type.Null(), ...problemResponses(400, 401, 403, 404) },
+      },
+    },
+    async (request, reply) => {
+      await collections.delete(requireWorkspace(request), request.params.id, auditContext(request));
+      return reply.code(204).send(null);
+    },
+  );
+};
