@@ -17,7 +17,8 @@ export interface Runtime {
   database: Database;
   redis?: Redis | undefined;
   jobs?: JobQueue | undefined;
-  keys: KeyRing;
+  /** Access-token keys; only in processes that serve HTTP (`keys: true`). */
+  keys: KeyRing | undefined;
   /** Stops jobs, then closes Redis and the database. Idempotent. */
   close(): Promise<void>;
 }
@@ -27,6 +28,8 @@ export interface RuntimeOptions {
   /** `none`: no queue; `produce`: can enqueue; `work`: also runs handlers and schedules. */
   jobs: 'none' | 'produce' | 'work';
   redis: boolean;
+  /** Load (or create) the access-token key ring: only `serve` needs it. */
+  keys?: boolean;
   pollingIntervalSeconds?: number;
 }
 
@@ -49,7 +52,7 @@ export async function openRuntime(config: Config, logger: Logger, options: Runti
       const { applied, total } = await migrateToLatest(database.db);
       logger.info({ applied, total }, applied.length ? 'migrations applied' : 'database schema up to date');
     }
-    keys = await KeyRing.load(config);
+    if (options.keys) keys = await KeyRing.load(config);
     if (options.redis && config.redisUrl) {
       redis = new Redis(config.redisUrl, {
         lazyConnect: true,

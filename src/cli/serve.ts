@@ -10,10 +10,12 @@ export async function serveCommand({ config, logger }: { config: Config; logger:
     migrate: config.migrateOnStart,
     jobs: inlineWorker(config) ? 'work' : 'produce',
     redis: true,
+    keys: true,
   });
   await bootstrapFirstUser(runtime.database.db, config, logger);
   const firstRun = (await countUsers(runtime.database.db)) === 0;
-  const app = await buildApp(runtime);
+  if (!runtime.keys) throw new Error('serve needs the key ring');
+  const app = await buildApp({ ...runtime, keys: runtime.keys });
   let address: string;
   try {
     address = await app.listen({ port: config.port, host: config.host });

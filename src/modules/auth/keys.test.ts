@@ -1,4 +1,4 @@
-import { mkdtemp, readFile, stat } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -40,6 +40,15 @@ describe('KeyRing', () => {
     const second = await KeyRing.load(config);
     expect(await second.verify(await first.sign(claims))).toEqual(claims);
     expect(JSON.parse(await readFile(file, 'utf8'))).toHaveLength(1);
+  });
+
+  it('agrees on one key when several processes start at once on an empty data directory', async () => {
+    const dataDir = await mkdtemp(path.join(tmpdir(), 'larder-keys-'));
+    const config = loadConfig({ LARDER_DATA_DIR: dataDir });
+    const rings = await Promise.all(Array.from({ length: 8 }, () => KeyRing.load(config)));
+    const token = await rings[0]!.sign(claims);
+    for (const ring of rings) expect(await ring.verify(token)).toEqual(claims);
+    expect((await readdir(dataDir)).sort()).toEqual(['jwt-keys.json']); // no temp files left
   });
 
   it('loads LARDER_JWT_KEYS and explains bad values', async () => {

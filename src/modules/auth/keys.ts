@@ -7,7 +7,7 @@
  * several replicas must share `LARDER_JWT_KEYS`.
  */
 import { randomUUID } from 'node:crypto';
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { link, mkdir, readFile, unlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { exportJWK, generateKeyPair, importJWK, type JWK, jwtVerify, SignJWT, type CryptoKey } from 'jose';
 import type { Config } from '../../config.js';
@@ -72,12 +72,17 @@ export class KeyRing {
     if (existing) return KeyRing.fromJwks(JSON.parse(existing) as JWK[], options);
     const jwk = await generateJwk();
     await mkdir(path.dirname(file), { recursive: true });
-    await writeFile(file, JSON.stringify([jwk]), { mode: 0o600, flag: 'wx' }).catch(
-      async (error: unknown) => {
-        // Another process created it first: use theirs.
-        if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
-      },
-    );
+    // Publish atomically: write a private temp file, then link it into place. link() fails if the file
+    // exists, so concurrent first starts agree on one key and nobody reads a half-written file.
+    const temp = `${file}.${process.pid}.${randomUUID()}.tmp`;
+    await writeFile(temp, JSON.stringify([jwk]), { mode: 0o600 });
+    try {
+      await link(temp, file);
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error; // another process won: use theirs
+    } finally {
+      await unlink(temp).catch(() => undefined);
+    }
     return KeyRing.fromJwks(JSON.parse(await readFile(file, 'utf8')) as JWK[], options);
   }
 
