@@ -1,7 +1,7 @@
 /** API keys over HTTP on both drivers: create once-shown keys, use them, scopes, revocation, caching. */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { hashApiKey } from '../src/modules/api-keys/service.js';
-import { createTestApp, type TestApp } from './helpers/app.js';
+import { createTestApp, type TestApp, fastAuth, signUp } from './helpers/app.js';
 import { drivers } from './helpers/database.js';
 
 interface Session {
@@ -14,19 +14,8 @@ describe.each(drivers())('API keys (%s)', (driver) => {
   let owner: Session;
   let other: Session;
 
-  const signup = async (label: string): Promise<Session> => {
-    const res = await t.app.inject({
-      method: 'POST',
-      url: '/v1/auth/signup',
-      payload: {
-        email: `${label}-${driver}@example.com`,
-        password: 'a sturdy passphrase for tests',
-        displayName: label,
-      },
-    });
-    const body = res.json<{ tokens: { accessToken: string }; workspace: { id: string } }>();
-    return { token: body.tokens.accessToken, workspaceId: body.workspace.id };
-  };
+  const signup = (label: string): Promise<Session> => signUp(t.app, `${label}-${driver}@example.com`, label);
+
   const asUser = (s: Session) => ({ authorization: `Bearer ${s.token}`, 'x-workspace-id': s.workspaceId });
   const createKey = (s: Session, payload: Record<string, unknown>) =>
     t.app.inject({ method: 'POST', url: '/v1/api-keys', headers: asUser(s), payload });
@@ -191,7 +180,7 @@ describe.each(drivers())('API keys (%s)', (driver) => {
     expect((await lastUsed()).last_used_at).toBeInstanceOf(Date);
     t = await createTestApp(driver, {
       reuse: t.db,
-      configure: (c) => ({ ...c, argon2MemoryKib: 1024, argon2TimeCost: 1, authRateLimitMax: 1000 }),
+      configure: fastAuth,
     });
   });
 });

@@ -2,7 +2,7 @@
 import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { recordAudit } from '../src/modules/audit/service.js';
-import { createTestApp, type TestApp } from './helpers/app.js';
+import { createTestApp, type TestApp, fastAuth } from './helpers/app.js';
 import { drivers } from './helpers/database.js';
 
 const PASSWORD = 'a sturdy passphrase for tests';
@@ -138,7 +138,7 @@ describe.each(drivers())('audit log (%s)', (driver) => {
 
   beforeAll(async () => {
     t = await createTestApp(driver, {
-      configure: (c) => ({ ...c, argon2MemoryKib: 1024, argon2TimeCost: 1, authRateLimitMax: 1000 }),
+      configure: fastAuth,
     });
     owner = await signup('auditowner');
     expect((await login(owner.email, WRONG_PASSWORD, 'req-login-failed')).statusCode).toBe(401);

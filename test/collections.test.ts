@@ -1,15 +1,11 @@
 /** Collections over HTTP, on both drivers: CRUD, validation, pagination, settings rules, cascades. */
 import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createTestApp, type TestApp } from './helpers/app.js';
+import { createTestApp, fastAuth, signUp, type SignedUp, type TestApp } from './helpers/app.js';
 import { drivers } from './helpers/database.js';
 import { axisVector, createChunk, createDocument, embedChunk } from './helpers/factories.js';
 
-interface Session {
-  token: string;
-  userId: string;
-  workspaceId: string;
-}
+type Session = SignedUp;
 interface CollectionBody {
   id: string;
   name: string;
@@ -36,24 +32,8 @@ describe.each(drivers())('collections (%s)', (driver) => {
     });
 
   beforeAll(async () => {
-    t = await createTestApp(driver, {
-      configure: (c) => ({ ...c, argon2MemoryKib: 1024, argon2TimeCost: 1, authRateLimitMax: 1000 }),
-    });
-    const res = await t.app.inject({
-      method: 'POST',
-      url: '/v1/auth/signup',
-      payload: {
-        email: `coll-${driver}@example.com`,
-        password: 'a sturdy passphrase for tests',
-        displayName: 'C',
-      },
-    });
-    const body = res.json<{
-      tokens: { accessToken: string };
-      workspace: { id: string };
-      user: { id: string };
-    }>();
-    owner = { token: body.tokens.accessToken, userId: body.user.id, workspaceId: body.workspace.id };
+    t = await createTestApp(driver, { configure: fastAuth });
+    owner = await signUp(t.app, `coll-${driver}@example.com`);
   });
   afterAll(() => t.close());
 

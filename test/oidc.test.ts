@@ -14,7 +14,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AuthService } from '../src/modules/auth/service.js';
 import { oidcRoutes, STATE_COOKIE } from '../src/modules/oidc/routes.js';
 import { OidcService, type OidcServiceOptions } from '../src/modules/oidc/service.js';
-import { createTestApp, type TestApp } from './helpers/app.js';
+import { createTestApp, type TestApp, fastAuth } from './helpers/app.js';
 import { createTestDatabase, drivers } from './helpers/database.js';
 import { createTenant, type Tenant } from './helpers/factories.js';
 
@@ -330,7 +330,7 @@ describe.each(drivers())('single sign-on with OpenID Connect (%s)', (driver) => 
     workspace = await createTenant(db.database.db, `sso-${driver}-${randomBytes(3).toString('hex')}`);
     t = await createTestApp(driver, {
       reuse: db,
-      configure: (c) => ({ ...c, argon2MemoryKib: 1024, argon2TimeCost: 1, authRateLimitMax: 1000 }),
+      configure: fastAuth,
       routes: (app) =>
         void app.register(oidcRoutes, {
           ...options,

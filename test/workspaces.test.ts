@@ -1,14 +1,9 @@
 /** Workspaces, memberships, invitations and ownership over HTTP, on both drivers. */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createTestApp, type TestApp } from './helpers/app.js';
+import { createTestApp, fastAuth, signUp, type SignedUp, type TestApp } from './helpers/app.js';
 import { drivers } from './helpers/database.js';
 
-interface User {
-  token: string;
-  userId: string;
-  workspaceId: string;
-  email: string;
-}
+type User = SignedUp;
 
 describe.each(drivers())('workspaces and members (%s)', (driver) => {
   let t: TestApp;
@@ -16,20 +11,7 @@ describe.each(drivers())('workspaces and members (%s)', (driver) => {
   let bob: User;
   let carol: User;
 
-  const signup = async (label: string): Promise<User> => {
-    const email = `${label}-ws-${driver}@example.com`;
-    const res = await t.app.inject({
-      method: 'POST',
-      url: '/v1/auth/signup',
-      payload: { email, password: 'a sturdy passphrase for tests', displayName: label },
-    });
-    const body = res.json<{
-      tokens: { accessToken: string };
-      workspace: { id: string };
-      user: { id: string };
-    }>();
-    return { token: body.tokens.accessToken, userId: body.user.id, workspaceId: body.workspace.id, email };
-  };
+  const signup = (label: string) => signUp(t.app, `${label}-ws-${driver}@example.com`, label);
   const call = (
     user: User,
     method: 'GET' | 'POST' | 'PATCH' | 'DELETE',
@@ -57,9 +39,7 @@ describe.each(drivers())('workspaces and members (%s)', (driver) => {
     });
 
   beforeAll(async () => {
-    t = await createTestApp(driver, {
-      configure: (c) => ({ ...c, argon2MemoryKib: 1024, argon2TimeCost: 1, authRateLimitMax: 1000 }),
-    });
+    t = await createTestApp(driver, { configure: fastAuth });
     owner = await signup('owner');
     bob = await signup('bob');
     carol = await signup('carol');

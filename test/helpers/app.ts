@@ -68,3 +68,45 @@ export async function createTestApp(driver: Driver, options: TestAppOptions = {}
     },
   };
 }
+
+/** Fast, permissive auth settings for HTTP tests (cheap argon2, no auth rate limit in the way). */
+export const fastAuth = (c: Config): Config => ({
+  ...c,
+  argon2MemoryKib: 1024,
+  argon2TimeCost: 1,
+  authRateLimitMax: 1000,
+});
+
+export const TEST_PASSWORD = 'a sturdy passphrase for tests';
+
+export interface SignedUp {
+  token: string;
+  userId: string;
+  workspaceId: string;
+  email: string;
+}
+
+/** Signs a user up through the real API; they own a new workspace. */
+export async function signUp(
+  app: App,
+  email: string,
+  displayName = email.split('@')[0] ?? email,
+): Promise<SignedUp> {
+  const res = await app.inject({
+    method: 'POST',
+    url: '/v1/auth/signup',
+    payload: { email, password: TEST_PASSWORD, displayName },
+  });
+  if (res.statusCode !== 201) throw new Error(`sign-up failed: ${res.statusCode} ${res.body}`);
+  const body = res.json<{
+    tokens: { accessToken: string };
+    workspace: { id: string };
+    user: { id: string; email: string };
+  }>();
+  return {
+    token: body.tokens.accessToken,
+    userId: body.user.id,
+    workspaceId: body.workspace.id,
+    email: body.user.email,
+  };
+}
