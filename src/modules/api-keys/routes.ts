@@ -7,7 +7,7 @@
  */
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import Type from 'typebox';
-import { requireWorkspace } from '../../platform/auth/access.js';
+import { requireWorkspace, actingUserId } from '../../platform/auth/access.js';
 import { API_KEY_SCOPES } from '../../platform/auth/permissions.js';
 import { problemResponses } from '../../platform/http/problem.js';
 import { auditContext } from '../audit/context.js';
@@ -94,7 +94,7 @@ export const apiKeyRoutes: FastifyPluginAsyncTypebox<{ apiKeys: ApiKeyService }>
           name: request.body.name,
           scopes: request.body.scopes,
           expiresAt: request.body.expiresAt ? new Date(request.body.expiresAt) : undefined,
-          createdBy: request.auth?.kind === 'user' ? request.auth.userId : null,
+          createdBy: actingUserId(request),
         },
         auditContext(request),
       );

@@ -88,16 +88,11 @@ export async function recordAudit(conn: Db | Transaction<DB>, event: AuditEvent)
 
 export const DEFAULT_AUDIT_PAGE = 50;
 
-export interface AuditQuery {
-  action?: string | undefined;
-  actorUserId?: string | undefined;
-  targetType?: string | undefined;
-  targetId?: string | undefined;
-  from?: Date | undefined;
-  to?: Date | undefined;
+/** What a caller may ask for: the repository's filters, with an opaque cursor instead of a position. */
+export type AuditQuery = Omit<repo.AuditFilters, 'after' | 'limit'> & {
   cursor?: string | undefined;
   limit?: number | undefined;
-}
+};
 
 export class AuditService {
   constructor(private readonly db: Db) {}

@@ -9,7 +9,7 @@
  */
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import Type from 'typebox';
-import { requireWorkspace } from '../../platform/auth/access.js';
+import { requireWorkspace, actingUserId } from '../../platform/auth/access.js';
 import { problemResponses } from '../../platform/http/problem.js';
 import { auditContext } from '../audit/context.js';
 import { CollectionService, type ChunkingSettings } from './service.js';
@@ -124,7 +124,7 @@ export const collectionRoutes: FastifyPluginAsyncTypebox = async (app) => {
       },
     },
     async (request, reply) => {
-      const createdBy = request.auth?.kind === 'user' ? request.auth.userId : null;
+      const createdBy = actingUserId(request);
       const row = await collections.create(
         requireWorkspace(request),
         createdBy,

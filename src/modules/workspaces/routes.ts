@@ -15,7 +15,7 @@
  */
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import Type from 'typebox';
-import { requireUser, requireWorkspace } from '../../platform/auth/access.js';
+import { requireUser, requireWorkspace, actingUserId } from '../../platform/auth/access.js';
 import { problemResponses } from '../../platform/http/problem.js';
 import { auditContext } from '../audit/context.js';
 import { WorkspaceService } from './service.js';
@@ -197,7 +197,7 @@ export const workspaceRoutes: FastifyPluginAsyncTypebox = async (app) => {
       },
     },
     async (request, reply) => {
-      const actor = request.auth?.kind === 'user' ? request.auth.userId : null;
+      const actor = actingUserId(request);
       await workspaces.removeMember(
         requireWorkspace(request),
         actor,
@@ -255,7 +255,7 @@ export const workspaceRoutes: FastifyPluginAsyncTypebox = async (app) => {
       },
     },
     async (request, reply) => {
-      const invitedBy = request.auth?.kind === 'user' ? request.auth.userId : null;
+      const invitedBy = actingUserId(request);
       const { row, token } = await workspaces.invite(
         requireWorkspace(request),
         invitedBy,

@@ -86,6 +86,11 @@ export function requireUser(request: FastifyRequest): UserPrincipal {
   return request.auth;
 }
 
+/** The calling user's id, or null when an API key acts (for `created_by`-style columns). */
+export function actingUserId(request: FastifyRequest): string | null {
+  return request.auth?.kind === 'user' ? request.auth.userId : null;
+}
+
 /** The workspace of a permission route (the access hook has resolved it). */
 export function requireWorkspace(request: FastifyRequest): WorkspaceContext {
   if (!request.workspace) throw new AppError('forbidden');
