@@ -18,6 +18,7 @@ import { ApiKeyService } from './modules/api-keys/service.js';
 import { auditRoutes } from './modules/audit/routes.js';
 import { authRoutes } from './modules/auth/routes.js';
 import { collectionRoutes } from './modules/collections/routes.js';
+import { documentRoutes } from './modules/documents/routes.js';
 import { oidcRoutes } from './modules/oidc/routes.js';
 import type { KeyRing } from './modules/auth/keys.js';
 import { healthRoutes } from './modules/health/routes.js';
@@ -28,6 +29,8 @@ import { clientErrorHandler, registerProblemHandlers } from './platform/http/pro
 import { rateLimitPlugin } from './platform/http/rate-limit.js';
 import { parseCorsOrigins, securityPlugin } from './platform/http/security.js';
 import type { JobQueue } from './platform/jobs/queue.js';
+import type { EventBus } from './platform/events/bus.js';
+import type { EmbeddingProviders } from './ai/embeddings/index.js';
 import { type Logger, redactUrl } from './platform/logger.js';
 
 export interface AppDeps {
@@ -37,6 +40,10 @@ export interface AppDeps {
   /** Present in server mode when `REDIS_URL` is set. */
   redis?: Redis | undefined;
   jobs?: JobQueue | undefined;
+  /** Domain events (in-process, or Redis pub/sub); absent = events are not published. */
+  events?: EventBus | undefined;
+  /** Embedding models, shared by the process (collections discover dimensions; search embeds queries). */
+  embeddings?: EmbeddingProviders | undefined;
   /** Access-token keys (sign and verify). */
   keys: KeyRing;
 }
@@ -142,6 +149,7 @@ export async function buildApp(deps: AppDeps) {
         { name: 'workspaces', description: 'Workspaces, members, invitations' },
         { name: 'audit', description: 'Audit log of security-relevant actions' },
         { name: 'collections', description: 'Collections of documents' },
+        { name: 'documents', description: 'Documents: upload, status, content, chunks' },
       ],
       components: {
         securitySchemes: {
@@ -226,6 +234,7 @@ export async function buildApp(deps: AppDeps) {
   await app.register(workspaceRoutes);
   await app.register(auditRoutes);
   await app.register(collectionRoutes);
+  await app.register(documentRoutes);
 
   return app;
 }

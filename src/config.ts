@@ -262,6 +262,77 @@ export const settings = {
     schema: Type.Integer({ minimum: 1000, default: 300_000 }),
     doc: 'Window of `LARDER_AUTH_RATE_LIMIT_MAX`, in milliseconds.',
   },
+  uploadLimitBytes: {
+    env: 'LARDER_UPLOAD_LIMIT_BYTES',
+    schema: Type.Integer({ minimum: 1024, default: 104_857_600 }),
+    doc: 'Largest document accepted by upload, URL or raw text (413 above). Uploads are streamed to the database, never held in memory whole.',
+  },
+  urlFetchTimeoutMs: {
+    env: 'LARDER_URL_FETCH_TIMEOUT_MS',
+    schema: Type.Integer({ minimum: 100, default: 30_000 }),
+    doc: 'Time allowed to fetch a document from a URL (connect, redirects and body).',
+  },
+  urlAllowPrivate: {
+    env: 'LARDER_URL_ALLOW_PRIVATE',
+    schema: Type.Boolean({ default: false }),
+    doc: 'Allow URL ingestion from private, loopback and link-local addresses (an intranet wiki). Cloud metadata endpoints stay refused. Off: only public addresses (SSRF guard).',
+  },
+  embeddingProvider: {
+    env: 'LARDER_EMBEDDING_PROVIDER',
+    schema: Type.Enum(['local', 'openai', 'none'], { default: 'local' }),
+    doc: 'Embedding provider of new collections that do not name one: `local` (Universal Sentence Encoder lite, in-process), `openai` (any OpenAI-compatible `/v1/embeddings`), `none` (lexical search only).',
+  },
+  embeddingLocalThreads: {
+    env: 'LARDER_EMBEDDING_LOCAL_THREADS',
+    schema: Type.Integer({ minimum: 1, maximum: 64, default: 1 }),
+    doc: 'Worker threads of the `local` embedding model (each holds a copy of the model, ~150 MB).',
+  },
+  embeddingBatchSize: {
+    env: 'LARDER_EMBEDDING_BATCH_SIZE',
+    schema: Type.Integer({ minimum: 1, maximum: 2048, default: 64 }),
+    doc: 'Chunks sent to the embedding provider per request.',
+  },
+  openaiEmbeddingBaseUrl: {
+    env: 'LARDER_OPENAI_EMBEDDING_BASE_URL',
+    schema: Type.String({ pattern: '^https?://', default: 'https://api.openai.com/v1' }),
+    doc: 'Base URL of the OpenAI-compatible embeddings API (Ollama: `http://localhost:11434/v1`).',
+  },
+  openaiEmbeddingApiKey: {
+    env: 'LARDER_OPENAI_EMBEDDING_API_KEY',
+    schema: Type.Optional(Type.String({ minLength: 1 })),
+    doc: 'API key sent as a bearer token to the embeddings API.',
+    secret: true,
+  },
+  openaiEmbeddingModel: {
+    env: 'LARDER_OPENAI_EMBEDDING_MODEL',
+    schema: Type.String({ minLength: 1, default: 'text-embedding-3-small' }),
+    doc: 'Default model of `openai` collections.',
+  },
+  openaiEmbeddingDimensions: {
+    env: 'LARDER_OPENAI_EMBEDDING_DIMENSIONS',
+    schema: Type.Optional(Type.Integer({ minimum: 1, maximum: 4096 })),
+    doc: 'Requested vector size (models that support shortening). Unset: the model’s own size, discovered with one request.',
+  },
+  openaiEmbeddingTimeoutMs: {
+    env: 'LARDER_OPENAI_EMBEDDING_TIMEOUT_MS',
+    schema: Type.Integer({ minimum: 100, default: 30_000 }),
+    doc: 'Timeout of one embeddings request.',
+  },
+  openaiEmbeddingMaxRetries: {
+    env: 'LARDER_OPENAI_EMBEDDING_MAX_RETRIES',
+    schema: Type.Integer({ minimum: 0, maximum: 10, default: 4 }),
+    doc: 'Retries (exponential backoff with jitter, honouring `Retry-After`) on 408/409/429/5xx and connection errors.',
+  },
+  openaiEmbeddingQueryPrefix: {
+    env: 'LARDER_OPENAI_EMBEDDING_QUERY_PREFIX',
+    schema: Type.String({ default: '' }),
+    doc: 'Text put before every search query (e.g. `search_query: ` for nomic, `query: ` for e5).',
+  },
+  openaiEmbeddingDocumentPrefix: {
+    env: 'LARDER_OPENAI_EMBEDDING_DOCUMENT_PREFIX',
+    schema: Type.String({ default: '' }),
+    doc: 'Text put before every chunk (e.g. `search_document: ` for nomic, `passage: ` for e5).',
+  },
 } as const satisfies Record<string, { env: string; schema: TSchema; doc: string; secret?: boolean }>;
 
 type Settings = typeof settings;

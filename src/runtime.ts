@@ -8,6 +8,8 @@ import { assertServerRequirements, type Database, openDatabase } from './platfor
 import { migrateToLatest } from './platform/db/migrator.js';
 import { KeyRing } from './modules/auth/keys.js';
 import { JobQueue } from './platform/jobs/queue.js';
+import { embeddingOptionsFromConfig, EmbeddingProviders } from './ai/embeddings/index.js';
+import { type EventBus, InProcessEventBus, RedisEventBus } from './platform/events/bus.js';
 import { jobDefinitions } from './platform/jobs/registry.js';
 import type { Logger } from './platform/logger.js';
 
@@ -17,6 +19,10 @@ export interface Runtime {
   database: Database;
   redis?: Redis | undefined;
   jobs?: JobQueue | undefined;
+  /** Domain events: Redis pub/sub with `REDIS_URL`, in-process otherwise. */
+  events: EventBus;
+  /** Embedding models (the local one starts its worker threads on first use). */
+  embeddings: EmbeddingProviders;
   /** Access-token keys; only in processes that serve HTTP (`keys: true`). */
   keys: KeyRing | undefined;
   /** Stops jobs, then closes Redis and the database. Idempotent. */
@@ -39,9 +45,13 @@ export async function openRuntime(config: Config, logger: Logger, options: Runti
   let redis: Redis | undefined;
   let jobs: JobQueue | undefined;
   let keys: KeyRing | undefined;
+  let events: EventBus = new InProcessEventBus(logger);
+  const embeddings = new EmbeddingProviders(embeddingOptionsFromConfig(config));
   const close = async () => {
     await jobs?.stop(config.shutdownTimeoutMs);
     jobs = undefined;
+    await embeddings.close();
+    await events.close();
     if (redis) await redis.quit().catch(() => redis?.disconnect());
     redis = undefined;
     await database.close();
@@ -63,9 +73,10 @@ export async function openRuntime(config: Config, logger: Logger, options: Runti
         logger.warn({ err: error }, 'redis connection error');
       });
       await redis.connect();
+      events = new RedisEventBus(redis, logger);
     }
     if (options.jobs !== 'none') {
-      jobs = new JobQueue({ config, database, logger }, jobDefinitions, {
+      jobs = new JobQueue({ config, database, logger, events, embeddings }, jobDefinitions, {
         work: options.jobs === 'work',
         concurrency: config.jobConcurrency,
         ...(options.pollingIntervalSeconds ? { pollingIntervalSeconds: options.pollingIntervalSeconds } : {}),
@@ -88,6 +99,10 @@ export async function openRuntime(config: Config, logger: Logger, options: Runti
     get jobs() {
       return jobs;
     },
+    get events() {
+      return events;
+    },
+    embeddings,
     keys,
     close,
   };

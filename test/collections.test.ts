@@ -90,25 +90,42 @@ describe.each(drivers())('collections (%s)', (driver) => {
     expect((await call('GET', '/v1/collections?cursor=garbage')).statusCode).toBe(400);
   });
 
-  it('fixes the embedding model once documents exist; other settings stay editable', async () => {
+  it('discovers the embedding dimensions; a model change with documents queues a re-embed', async () => {
     const created = (
-      await call('POST', '/v1/collections', {
-        name: 'Embedded',
-        embedding: { provider: 'local', model: 'use-lite', dimensions: 512 },
-      })
+      await call('POST', '/v1/collections', { name: 'Embedded', embedding: { provider: 'local' } })
     ).json<CollectionBody>();
-    const changed = await call('PATCH', `/v1/collections/${created.id}`, {
-      embedding: { provider: 'local', model: 'other', dimensions: 384 },
+    expect(created.embedding).toEqual({ provider: 'local', model: 'use-lite', dimensions: 512 });
+    const unknown = await call('POST', '/v1/collections', {
+      name: 'Unknown model',
+      embedding: { provider: 'local', model: 'bert-huge' },
     });
-    expect(changed.statusCode).toBe(200); // no documents yet
+    expect(unknown.statusCode).toBe(422);
+    expect(unknown.json()).toMatchObject({ code: 'embedding_provider_failed' });
+
+    const reembedJobs = async () => {
+      const { rows } = await sql<{ n: number }>`
+        select count(*)::int as n from larder_jobs.job
+        where name = 'collections.reembed' and data->>'collectionId' = ${created.id}`.execute(
+        t.db.database.db,
+      );
+      return rows[0]?.n;
+    };
+    const lexical = await call('PATCH', `/v1/collections/${created.id}`, { embedding: null });
+    expect(lexical.json()).toMatchObject({ embedding: null });
+    expect(await reembedJobs()).toBe(0); // no documents: nothing to re-embed
+    await call('PATCH', `/v1/collections/${created.id}`, { embedding: { provider: 'local' } });
     await createDocument(
       t.db.database.db,
       { userId: owner.userId, workspaceId: owner.workspaceId },
       created.id,
       'doc',
     );
-    const refused = await call('PATCH', `/v1/collections/${created.id}`, { embedding: null });
-    expect(refused.statusCode).toBe(409);
+    const same = await call('PATCH', `/v1/collections/${created.id}`, { embedding: { provider: 'local' } });
+    expect(same.statusCode).toBe(200);
+    expect(await reembedJobs()).toBe(0); // same model: nothing to do
+    const none = await call('PATCH', `/v1/collections/${created.id}`, { embedding: { provider: 'none' } });
+    expect(none.json()).toMatchObject({ embedding: null });
+    expect(await reembedJobs()).toBe(1);
     const renamed = await call('PATCH', `/v1/collections/${created.id}`, {
       name: 'Embedded docs',
       chunking: { maxTokens: 300 },
@@ -123,7 +140,7 @@ describe.each(drivers())('collections (%s)', (driver) => {
     const created = (
       await call('POST', '/v1/collections', {
         name: 'Doomed',
-        embedding: { provider: 'local', model: 'use-lite', dimensions: 512 },
+        embedding: { provider: 'local' },
       })
     ).json<CollectionBody>();
     const db = t.db.database.db;

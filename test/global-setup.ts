@@ -4,6 +4,7 @@
  *  - server (when DATABASE_URL is set): a migrated template database; each test file clones it.
  * Databases created here are named `larder_t_<run>_*` and dropped at teardown (never anything else).
  */
+import { jobDeps } from './helpers/jobs.js';
 import { randomBytes } from 'node:crypto';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -32,7 +33,7 @@ async function installSchema(database: Database, url?: string): Promise<void> {
   await migrateToLatest(database.db);
   // The job queue's own schema (pg-boss installs it on first start) belongs in the template too.
   const config = testConfig(url ? { DATABASE_URL: url } : {});
-  const jobs = new JobQueue({ config, database, logger: silentLogger }, jobDefinitions, {
+  const jobs = new JobQueue(jobDeps(config, database, silentLogger), jobDefinitions, {
     work: false,
     concurrency: 1,
   });

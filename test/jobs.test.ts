@@ -1,4 +1,5 @@
 /** The job loop end to end, on both drivers: enqueue → worker → handler → state, with retries. */
+import { jobDeps } from './helpers/jobs.js';
 import { createHash } from 'node:crypto';
 import { sql } from 'kysely';
 import Type from 'typebox';
@@ -44,11 +45,11 @@ describe.each(drivers())('job queue (%s)', (driver) => {
 
   beforeAll(async () => {
     t = await createTestDatabase(driver);
-    jobs = new JobQueue(
-      { config: t.config, database: t.database, logger: silentLogger },
-      [purgeExpiredJob, flaky],
-      { work: true, concurrency: 1, pollingIntervalSeconds: 0.5 },
-    );
+    jobs = new JobQueue(jobDeps(t.config, t.database, silentLogger), [purgeExpiredJob, flaky], {
+      work: true,
+      concurrency: 1,
+      pollingIntervalSeconds: 0.5,
+    });
     await jobs.start();
   });
   afterAll(async () => {

@@ -48,6 +48,7 @@ const TENANT_TABLES = [
   'document_blobs',
   'chunks',
   'chunk_embeddings',
+  'embedding_cache',
   'conversations',
   'messages',
   'feedback',

@@ -5,6 +5,10 @@ import { type App, buildApp } from '../../src/app.js';
 import type { Config } from '../../src/config.js';
 import { generateJwk, KeyRing } from '../../src/modules/auth/keys.js';
 import { createLogger } from '../../src/platform/logger.js';
+import type { EventBus } from '../../src/platform/events/bus.js';
+import { JobQueue } from '../../src/platform/jobs/queue.js';
+import { jobDefinitions } from '../../src/platform/jobs/registry.js';
+import { jobDeps } from './jobs.js';
 import { createTestDatabase, type Driver, type TestDatabase } from './database.js';
 
 export class LogCapture extends Writable {
@@ -26,6 +30,8 @@ export interface TestApp {
   db: TestDatabase;
   logs: LogCapture;
   redis: Redis | undefined;
+  jobs: JobQueue;
+  events: EventBus;
   close(): Promise<void>;
 }
 
@@ -37,6 +43,8 @@ export interface TestAppOptions {
   configure?: (config: Config) => Config;
   /** Adds routes before the app is ready (test-only routes). */
   routes?: (app: App) => void;
+  /** `produce` (default): routes can enqueue jobs; `work`: the app's process also runs them. */
+  jobs?: 'produce' | 'work';
 }
 
 export async function createTestApp(driver: Driver, options: TestAppOptions = {}): Promise<TestApp> {
@@ -53,7 +61,23 @@ export async function createTestApp(driver: Driver, options: TestAppOptions = {}
     issuer: 'larder',
     ttlSeconds: config.accessTokenTtlSeconds,
   });
-  const app = await buildApp({ config, logger, database: db.database, redis, keys });
+  const deps = jobDeps(config, db.database, logger);
+  const jobs = new JobQueue(deps, jobDefinitions, {
+    work: options.jobs === 'work',
+    concurrency: 2,
+    pollingIntervalSeconds: 0.5,
+  });
+  await jobs.start();
+  const app = await buildApp({
+    config,
+    logger,
+    database: db.database,
+    redis,
+    keys,
+    jobs,
+    events: deps.events,
+    embeddings: deps.embeddings,
+  });
   options.routes?.(app);
   await app.ready();
   return {
@@ -61,8 +85,12 @@ export async function createTestApp(driver: Driver, options: TestAppOptions = {}
     db,
     logs,
     redis,
+    jobs,
+    events: deps.events,
     async close() {
       await app.close();
+      await jobs.stop(5000);
+      await deps.embeddings.close();
       redis?.disconnect();
       await db.close();
     },

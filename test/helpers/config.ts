@@ -5,9 +5,12 @@ import { createLogger } from '../../src/platform/logger.js';
 
 export const silentLogger = createLogger({ logLevel: 'silent', logPretty: false });
 
-/** A config as `loadConfig` would produce from this environment (nothing from process.env). */
+/**
+ * A config as `loadConfig` would produce from this environment (nothing from process.env). New
+ * collections default to lexical-only here; tests that embed choose `local` or `openai` explicitly.
+ */
 export function testConfig(env: Record<string, string> = {}): Config {
-  return loadConfig({ LOG_LEVEL: 'silent', ...env });
+  return loadConfig({ LOG_LEVEL: 'silent', LARDER_EMBEDDING_PROVIDER: 'none', ...env });
 }
 
 export function openServerDatabase(url: string): Promise<Database> {

@@ -85,16 +85,52 @@ const TINY_SECTION_FRACTION = 1 / 8;
  * chunks[0].text === parsed.text.slice(chunks[0].charStart, chunks[0].charEnd); // always true
  */
 export function chunkDocument(doc: ParsedDocument, options: Partial<ChunkingOptions> = {}): Chunk[] {
-  const opts = resolveChunkingOptions(options);
-  const units = buildUnits(doc, opts.maxTokens);
-  return packUnits(doc, units, opts);
+  return chunkInContext(doc, options).chunks;
 }
 
-function buildUnits(doc: ParsedDocument, maxTokens: number): Unit[] {
+/** A heading in effect at some point of a document. */
+export interface HeadingEntry {
+  /** 1–6. */
+  level: number;
+  /** Markup stripped, as it appears in `Chunk.headingPath`. */
+  title: string;
+}
+
+export interface ChunkingContext {
+  /**
+   * Headings in effect where `doc.text` starts, outermost first: `doc` is a window of a longer text
+   * and these are the headings of the windows before it.
+   */
+  headings?: readonly HeadingEntry[];
+}
+
+/**
+ * `chunkDocument` for one window of a longer text: chunks start under `context.headings`, and the
+ * headings in effect at the end of `doc` are returned to carry into the next window.
+ *
+ * @example
+ * let headings: HeadingEntry[] = [];
+ * for (const window of windows) {
+ *   const result = chunkInContext(window, options, { headings });
+ *   headings = result.headings; // and store result.chunks
+ * }
+ */
+export function chunkInContext(
+  doc: ParsedDocument,
+  options: Partial<ChunkingOptions> = {},
+  context: ChunkingContext = {},
+): { chunks: Chunk[]; headings: HeadingEntry[] } {
+  const opts = resolveChunkingOptions(options);
+  const path = (context.headings ?? []).map((h) => ({ ...h }));
+  const units = buildUnits(doc, opts.maxTokens, path);
+  return { chunks: packUnits(doc, units, opts), headings: path };
+}
+
+/** `path` is the heading stack in effect at the start of `doc`; it is left as in effect at its end. */
+function buildUnits(doc: ParsedDocument, maxTokens: number, path: HeadingEntry[]): Unit[] {
   const { text } = doc;
   const units: Unit[] = [];
-  const path: { level: number; title: string }[] = [];
-  let headingPath: string[] = [];
+  let headingPath: string[] = path.map((h) => h.title);
   let section = 0;
   let seenContent = false;
 

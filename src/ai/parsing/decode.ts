@@ -26,7 +26,17 @@ export function decodeText(bytes: Uint8Array): DecodedText {
   return { text: normaliseNewlines(raw), encoding: encoding.name };
 }
 
-function detectEncoding(bytes: Uint8Array): { name: DecodedText['encoding']; bom: boolean } {
+/** The encoding `decodeText` would pick, and whether the bytes start with its BOM. */
+export interface DetectedEncoding {
+  name: DecodedText['encoding'];
+  bom: boolean;
+}
+
+/**
+ * Picks the encoding of `bytes`. With `complete: false` the bytes are a prefix of a longer input: a
+ * multi-byte UTF-8 sequence cut at the end of the prefix does not count against UTF-8.
+ */
+export function detectEncoding(bytes: Uint8Array, { complete = true } = {}): DetectedEncoding {
   const [b0, b1, b2] = bytes;
   if (b0 === 0xef && b1 === 0xbb && b2 === 0xbf) return { name: 'utf-8', bom: true };
   if (b0 === 0xff && b1 === 0xfe) return { name: 'utf-16le', bom: true };
@@ -34,7 +44,7 @@ function detectEncoding(bytes: Uint8Array): { name: DecodedText['encoding']; bom
   // ASCII in UTF-16 is also valid UTF-8 (with NULs), so the UTF-16 shape is checked first.
   if (looksLikeUtf16(bytes, 1)) return { name: 'utf-16le', bom: false };
   if (looksLikeUtf16(bytes, 0)) return { name: 'utf-16be', bom: false };
-  if (isUtf8(bytes)) return { name: 'utf-8', bom: false };
+  if (isUtf8(bytes, complete)) return { name: 'utf-8', bom: false };
   return { name: 'windows-1252', bom: false };
 }
 
@@ -42,9 +52,10 @@ function detectEncoding(bytes: Uint8Array): { name: DecodedText['encoding']; bom
 export const isUtf16 = (encoding: DecodedText['encoding']): boolean =>
   encoding === 'utf-16le' || encoding === 'utf-16be';
 
-function isUtf8(bytes: Uint8Array): boolean {
+function isUtf8(bytes: Uint8Array, complete: boolean): boolean {
   try {
-    new TextDecoder('utf-8', { fatal: true }).decode(bytes);
+    // In stream mode an incomplete trailing sequence is held back rather than rejected.
+    new TextDecoder('utf-8', { fatal: true }).decode(bytes, { stream: !complete });
     return true;
   } catch {
     return false;
@@ -121,4 +132,72 @@ function decodeWindows1252(bytes: Uint8Array): string {
     text += String.fromCharCode(mapped ?? byte);
   }
   return text;
+}
+
+/**
+ * Decodes a byte stream part by part into exactly the text `decodeText` gives for the concatenated
+ * bytes (BOM dropped, `\r\n` / `\r` → `\n`): a character, a surrogate pair or a `\r\n` split across
+ * parts is held back until the next part completes it. The encoding must be known up front (see
+ * `detectEncoding`).
+ *
+ * @example
+ *   const decoder = new StreamingTextDecoder(detectEncoding(firstBytes, { complete: false }));
+ *   let text = decoder.write(firstBytes);
+ *   text += decoder.end();
+ */
+export class StreamingTextDecoder {
+  private readonly decoder: InstanceType<typeof TextDecoder> | undefined;
+  /** BOM bytes still to skip (they may arrive over several parts). */
+  private bomLeft: number;
+  /** UTF-16BE: an odd byte waiting for its partner. */
+  private oddByte: number | undefined;
+  /** A trailing `\r` that a leading `\n` of the next part would join. */
+  private pendingCr = false;
+
+  constructor(readonly encoding: DetectedEncoding) {
+    this.bomLeft = encoding.bom ? (encoding.name === 'utf-8' ? 3 : 2) : 0;
+    this.decoder =
+      encoding.name === 'windows-1252'
+        ? undefined
+        : new TextDecoder(encoding.name === 'utf-16be' ? 'utf-16le' : encoding.name);
+  }
+
+  /** Decodes the next part; returns the text it completes (possibly empty). */
+  write(part: Uint8Array): string {
+    let bytes = part;
+    if (this.bomLeft > 0) {
+      const skip = Math.min(this.bomLeft, bytes.length);
+      this.bomLeft -= skip;
+      bytes = bytes.subarray(skip);
+    }
+    return this.normalise(this.decode(bytes, true), false);
+  }
+
+  /** Flushes what is held back; the decoder cannot be used afterwards. */
+  end(): string {
+    // decodeText drops an odd trailing byte of UTF-16BE (swapBytes), so it is dropped here too.
+    this.oddByte = undefined;
+    return this.normalise(this.decode(new Uint8Array(0), false), true);
+  }
+
+  private decode(bytes: Uint8Array, stream: boolean): string {
+    if (this.decoder === undefined) return decodeWindows1252(bytes);
+    if (this.encoding.name !== 'utf-16be') return this.decoder.decode(bytes, { stream });
+    let input = bytes;
+    if (this.oddByte !== undefined && bytes.length > 0) {
+      input = new Uint8Array(bytes.length + 1);
+      input[0] = this.oddByte;
+      input.set(bytes, 1);
+      this.oddByte = undefined;
+    }
+    if (input.length % 2 === 1) this.oddByte = input[input.length - 1];
+    return this.decoder.decode(swapBytes(input), { stream });
+  }
+
+  private normalise(decoded: string, last: boolean): string {
+    let text = this.pendingCr ? `\r${decoded}` : decoded;
+    this.pendingCr = !last && text.endsWith('\r');
+    if (this.pendingCr) text = text.slice(0, -1);
+    return normaliseNewlines(text);
+  }
 }

@@ -1,11 +1,4 @@
-import { parseCsv } from './csv.js';
-import { parseDocx } from './docx.js';
-import { parseHtml } from './html.js';
-import { parseJson } from './json.js';
-import { parseMarkdown } from './markdown.js';
-import { parsePdf } from './pdf.js';
 import { sniff, type ParseHint } from './sniff.js';
-import { parseText } from './text.js';
 import { ParseError, type ParsedDocument } from './types.js';
 
 export { ParseError } from './types.js';
@@ -29,23 +22,29 @@ export async function parseDocument(bytes: Uint8Array, hint: ParseHint): Promise
   return parsed;
 }
 
+/**
+ * Parsers are imported on first use: together they weigh more than a second of start-up (pdf.js,
+ * mammoth, linkedom, micromark), which every CLI command and API replica would otherwise pay.
+ */
 async function parseSniffed(bytes: Uint8Array, hint: ParseHint): Promise<ParsedDocument> {
   const sniffed = await sniff(bytes, hint);
   switch (sniffed.format) {
     case 'pdf':
-      return parsePdf(bytes);
+      return (await import('./pdf.js')).parsePdf(bytes);
     case 'docx':
-      return parseDocx(bytes);
-    case 'html':
+      return (await import('./docx.js')).parseDocx(bytes);
+    case 'html': {
+      const { parseHtml } = await import('./html.js');
       return withEncoding(parseHtml(sniffed.text, { readability: true }), sniffed.encoding);
+    }
     case 'json':
-      return withEncoding(parseJson(sniffed.text), sniffed.encoding);
+      return withEncoding((await import('./json.js')).parseJson(sniffed.text), sniffed.encoding);
     case 'csv':
-      return withEncoding(parseCsv(sniffed.text), sniffed.encoding);
+      return withEncoding((await import('./csv.js')).parseCsv(sniffed.text), sniffed.encoding);
     case 'markdown':
-      return withEncoding(parseMarkdown(sniffed.text), sniffed.encoding);
+      return withEncoding((await import('./markdown.js')).parseMarkdown(sniffed.text), sniffed.encoding);
     case 'text':
-      return withEncoding(parseText(sniffed.text), sniffed.encoding);
+      return withEncoding((await import('./text.js')).parseText(sniffed.text), sniffed.encoding);
   }
 }
 

@@ -30,14 +30,27 @@ const Chunking = Type.Object(
   },
   { additionalProperties: false },
 );
-const Embedding = Type.Object(
+const EmbeddingChoice = Type.Object(
   {
-    provider: Type.String({ minLength: 1, maxLength: 64, examples: ['local', 'openai', 'none'] }),
-    model: Type.String({ minLength: 1, maxLength: 200 }),
-    dimensions: Type.Integer({ minimum: 1, maximum: 4096 }),
+    provider: Type.Enum(['local', 'openai', 'none'], {
+      description:
+        '`local`: Universal Sentence Encoder lite, in-process; `openai`: the configured OpenAI-compatible server; `none`: lexical only',
+    }),
+    model: Type.Optional(
+      Type.String({
+        minLength: 1,
+        maxLength: 200,
+        description: 'Model name (openai); default: LARDER_OPENAI_EMBEDDING_MODEL, or `use-lite` for local',
+      }),
+    ),
   },
   { additionalProperties: false },
 );
+const Embedding = Type.Object({
+  provider: Type.String(),
+  model: Type.String(),
+  dimensions: Type.Integer({ description: 'Vector size, reported by the provider' }),
+});
 const Bm25 = Type.Object(
   {
     k1: Type.Optional(Type.Number({ minimum: 0, maximum: 10 })),
@@ -55,8 +68,9 @@ const Settings = {
   ),
   chunking: Type.Optional(Type.Partial(Chunking)),
   embedding: Type.Optional(
-    Type.Union([Embedding, Type.Null()], {
-      description: 'null: lexical search only. Fixed once the collection has documents.',
+    Type.Union([EmbeddingChoice, Type.Null()], {
+      description:
+        'null or provider `none`: lexical search only. Default on create: LARDER_EMBEDDING_PROVIDER. Changing it when documents exist re-embeds them in the background.',
     }),
   ),
   bm25: Type.Optional(Bm25),
@@ -109,7 +123,11 @@ const write = { access: { permission: 'documents:write' as const } };
 const IdParams = Type.Object({ id: Uuid });
 
 export const collectionRoutes: FastifyPluginAsyncTypebox = async (app) => {
-  const collections = new CollectionService(app.deps.database.db);
+  const collections = new CollectionService(app.deps.database.db, {
+    embeddings: app.deps.embeddings,
+    jobs: app.deps.jobs,
+    defaultProvider: app.deps.config.embeddingProvider,
+  });
   const tags = ['collections'];
 
   app.post(
@@ -120,7 +138,7 @@ export const collectionRoutes: FastifyPluginAsyncTypebox = async (app) => {
         tags,
         summary: 'Create a collection',
         body: Type.Object({ name: Name, ...Settings }, { additionalProperties: false }),
-        response: { 201: Collection, ...problemResponses(400, 401, 403, 404, 409) },
+        response: { 201: Collection, ...problemResponses(400, 401, 403, 404, 409, 422) },
       },
     },
     async (request, reply) => {
@@ -195,7 +213,7 @@ export const collectionRoutes: FastifyPluginAsyncTypebox = async (app) => {
           { name: Type.Optional(Name), ...Settings },
           { additionalProperties: false, minProperties: 1 },
         ),
-        response: { 200: Collection, ...problemResponses(400, 401, 403, 404, 409) },
+        response: { 200: Collection, ...problemResponses(400, 401, 403, 404, 409, 422) },
       },
     },
     async (request) =>

@@ -10,6 +10,13 @@ import type { Db } from '../../platform/db/database.js';
 import { withTenant } from '../../platform/db/tenant.js';
 import { AppError } from '../../platform/errors.js';
 import { type AuditContext, recordAudit, SYSTEM_AUDIT } from '../audit/service.js';
+import {
+  EmbeddingError,
+  type EmbeddingProviderName,
+  type EmbeddingProviders,
+} from '../../ai/embeddings/index.js';
+import type { JobQueue } from '../../platform/jobs/queue.js';
+import { reembedCollectionJob } from '../documents/jobs.js';
 
 export interface ChunkingSettings {
   maxTokens: number;
@@ -17,7 +24,13 @@ export interface ChunkingSettings {
 }
 export const DEFAULT_CHUNKING: ChunkingSettings = { maxTokens: 400, overlapTokens: 50 };
 
-export interface EmbeddingSettings {
+/** What a caller chooses; the dimensions are asked from the provider. */
+export interface EmbeddingChoice {
+  provider: EmbeddingProviderName;
+  model?: string | undefined;
+}
+
+interface ResolvedEmbedding {
   provider: string;
   model: string;
   dimensions: number;
@@ -28,7 +41,8 @@ export interface CollectionInput {
   description?: string | null | undefined;
   textSearchConfig?: string | undefined;
   chunking?: Partial<ChunkingSettings> | undefined;
-  embedding?: EmbeddingSettings | null | undefined;
+  /** null or `{ provider: 'none' }`: lexical search only; absent on create: the server default. */
+  embedding?: EmbeddingChoice | null | undefined;
   bm25?: { k1?: number | undefined; b?: number | undefined } | undefined;
 }
 
@@ -64,8 +78,37 @@ const isUniqueName = (error: unknown) =>
   (error as { code?: string; constraint?: string }).code === '23505' &&
   (error as { constraint?: string }).constraint === 'collections_workspace_name_key';
 
+export interface CollectionServiceDeps {
+  embeddings?: EmbeddingProviders | undefined;
+  jobs?: JobQueue | undefined;
+  /** Provider of collections created without an `embedding` choice. */
+  defaultProvider: EmbeddingProviderName;
+}
+
 export class CollectionService {
-  constructor(private readonly db: Db) {}
+  constructor(
+    private readonly db: Db,
+    private readonly deps: CollectionServiceDeps,
+  ) {}
+
+  /** Asks the provider for its model id and vector size; null for lexical-only. */
+  async #resolveEmbedding(choice: EmbeddingChoice | null): Promise<ResolvedEmbedding | null> {
+    if (choice === null || choice.provider === 'none') return null;
+    if (!this.deps.embeddings)
+      throw new AppError('service_unavailable', { detail: 'Embedding providers are not available here' });
+    try {
+      const provider = this.deps.embeddings.get(choice);
+      if (!provider) return null;
+      return { provider: provider.provider, model: provider.model, dimensions: await provider.dimensions() };
+    } catch (error) {
+      if (error instanceof EmbeddingError)
+        throw new AppError('embedding_provider_failed', {
+          detail: `The ${choice.provider} embedding provider: ${error.message}`,
+          extensions: { reason: error.reason },
+        });
+      throw error;
+    }
+  }
 
   async create(
     ws: WorkspaceContext,
@@ -75,6 +118,9 @@ export class CollectionService {
   ) {
     assertPermission(ws, 'documents:write');
     const chunking = chunkingOf(input.chunking, DEFAULT_CHUNKING);
+    const embedding = await this.#resolveEmbedding(
+      input.embedding === undefined ? { provider: this.deps.defaultProvider } : input.embedding,
+    );
     try {
       return await withTenant(this.db, ws.id, async (trx) => {
         const config = input.textSearchConfig ?? 'english';
@@ -87,9 +133,9 @@ export class CollectionService {
             description: input.description ?? null,
             text_search_config: config,
             chunking: JSON.stringify(chunking),
-            embedding_provider: input.embedding?.provider ?? null,
-            embedding_model: input.embedding?.model ?? null,
-            embedding_dimensions: input.embedding?.dimensions ?? null,
+            embedding_provider: embedding?.provider ?? null,
+            embedding_model: embedding?.model ?? null,
+            embedding_dimensions: embedding?.dimensions ?? null,
             ...(input.bm25?.k1 === undefined ? {} : { bm25_k1: input.bm25.k1 }),
             ...(input.bm25?.b === undefined ? {} : { bm25_b: input.bm25.b }),
             created_by: createdBy,
@@ -163,8 +209,10 @@ export class CollectionService {
   }
 
   /**
-   * Updates settings. The embedding model is fixed once the collection has documents (changing it
-   * needs a re-embed of every chunk, which the ingestion pipeline will offer).
+   * Updates settings. Changing the embedding model of a collection that has documents queues a
+   * re-embed of every document (collections.reembed, in the same transaction); lexical search keeps
+   * working meanwhile. Changing chunking or the text-search language applies to documents processed
+   * from now on (reprocess a document to apply it to it).
    */
   async update(
     ws: WorkspaceContext,
@@ -173,6 +221,8 @@ export class CollectionService {
     audit: AuditContext = SYSTEM_AUDIT,
   ) {
     assertPermission(ws, 'documents:write');
+    const embedding =
+      input.embedding === undefined ? undefined : await this.#resolveEmbedding(input.embedding);
     try {
       return await withTenant(this.db, ws.id, async (trx) => {
         const current = await trx
@@ -189,25 +239,14 @@ export class CollectionService {
           .forUpdate()
           .executeTakeFirst();
         if (!current) throw new AppError('not_found', { detail: 'No such collection' });
-        if (input.embedding !== undefined && current.has_documents) {
-          const next = input.embedding;
-          const key = (e: { provider: unknown; model: unknown; dimensions: unknown } | null) =>
-            e ? `${String(e.provider)}/${String(e.model)}/${String(e.dimensions)}` : 'none';
-          const same =
-            key(next) ===
-            key(
-              current.embedding_provider
-                ? {
-                    provider: current.embedding_provider,
-                    model: current.embedding_model,
-                    dimensions: current.embedding_dimensions,
-                  }
-                : null,
-            );
-          if (!same)
-            throw new AppError('conflict', {
-              detail: 'The embedding model cannot change while the collection has documents',
-            });
+        const modelChanged =
+          embedding !== undefined &&
+          ((embedding?.provider ?? null) !== current.embedding_provider ||
+            (embedding?.model ?? null) !== current.embedding_model);
+        if (modelChanged && current.has_documents) {
+          if (!this.deps.jobs)
+            throw new AppError('service_unavailable', { detail: 'This process cannot enqueue jobs' });
+          await this.deps.jobs.send(reembedCollectionJob, { workspaceId: ws.id, collectionId: id }, { trx });
         }
         if (input.textSearchConfig !== undefined)
           await this.#assertTextSearchConfig(trx, input.textSearchConfig);
@@ -221,12 +260,12 @@ export class CollectionService {
             ...(input.description === undefined ? {} : { description: input.description }),
             ...(input.textSearchConfig === undefined ? {} : { text_search_config: input.textSearchConfig }),
             ...(chunking ? { chunking: JSON.stringify(chunking) } : {}),
-            ...(input.embedding === undefined
+            ...(embedding === undefined
               ? {}
               : {
-                  embedding_provider: input.embedding?.provider ?? null,
-                  embedding_model: input.embedding?.model ?? null,
-                  embedding_dimensions: input.embedding?.dimensions ?? null,
+                  embedding_provider: embedding?.provider ?? null,
+                  embedding_model: embedding?.model ?? null,
+                  embedding_dimensions: embedding?.dimensions ?? null,
                 }),
             ...(input.bm25?.k1 === undefined ? {} : { bm25_k1: input.bm25.k1 }),
             ...(input.bm25?.b === undefined ? {} : { bm25_b: input.bm25.b }),
@@ -240,7 +279,7 @@ export class CollectionService {
           workspaceId: ws.id,
           action: 'collection.updated',
           target: { type: 'collection', id },
-          data: { fields: Object.keys(input) },
+          data: { fields: Object.keys(input), ...(modelChanged ? { reembed: true } : {}) },
         });
         return row;
       });

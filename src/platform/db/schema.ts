@@ -249,6 +249,8 @@ export interface DocumentsTable {
   deleted_at: NullableTimestamp;
   created_at: GeneratedTimestamp;
   updated_at: GeneratedTimestamp;
+  /** 0006: the title comes from the content (replaced when parsed), not from the caller */
+  auto_title: Generated<boolean>;
 }
 
 /** Original bytes in parts 0..n (composite primary key document_id, part). */
@@ -304,6 +306,16 @@ export interface ChunkEmbeddingsTable {
   content_hash: string;
   created_at: GeneratedTimestamp;
   updated_at: GeneratedTimestamp;
+}
+
+/** 0006: a vector per (workspace, model, hash of the embedded text); see migrations/0006_ingestion.sql */
+export interface EmbeddingCacheTable {
+  workspace_id: string;
+  model: string;
+  content_hash: string;
+  dimensions: number;
+  embedding: string;
+  created_at: GeneratedTimestamp;
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -418,6 +430,7 @@ export interface DB {
   document_blobs: DocumentBlobsTable;
   chunks: ChunksTable;
   chunk_embeddings: ChunkEmbeddingsTable;
+  embedding_cache: EmbeddingCacheTable;
   conversations: ConversationsTable;
   messages: MessagesTable;
   feedback: FeedbackTable;

@@ -13,14 +13,19 @@
  */
 import type { Static, TSchema } from 'typebox';
 import type { Config } from '../../config.js';
+import type { EmbeddingProviders } from '../../ai/embeddings/index.js';
 import type { Database } from '../db/database.js';
+import type { EventBus } from '../events/bus.js';
 import type { Logger } from '../logger.js';
+import type { JobQueue } from './queue.js';
 
 /** What a handler may use. Services are built from these, never from globals. */
 export interface JobDeps {
   config: Config;
   database: Database;
   logger: Logger;
+  events: EventBus;
+  embeddings: EmbeddingProviders;
 }
 
 export interface JobContext {
@@ -30,6 +35,8 @@ export interface JobContext {
   /** Child logger carrying `jobId` and `queue`. */
   log: Logger;
   deps: JobDeps;
+  /** The queue running this job: handlers enqueue follow-up jobs with it (inside their transaction). */
+  queue: JobQueue;
   /** Aborted when the worker is shutting down; long handlers should stop at the next safe point. */
   signal: AbortSignal;
 }

@@ -112,6 +112,7 @@ export class JobQueue {
         retryCount,
         log,
         deps: this.deps,
+        queue: this,
         signal: this.#abort.signal,
       });
       log.info({ ms: Math.round(performance.now() - started) }, 'job completed');

@@ -1,5 +1,6 @@
+import { documentJobs } from '../../modules/documents/jobs.js';
 import { purgeExpiredJob } from '../../modules/maintenance/jobs.js';
 import type { JobDefinition } from './define.js';
 
 /** Every job the worker runs. Domains add theirs here. */
-export const jobDefinitions: JobDefinition[] = [purgeExpiredJob];
+export const jobDefinitions: JobDefinition[] = [purgeExpiredJob, ...documentJobs];

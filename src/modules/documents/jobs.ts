@@ -1,0 +1,48 @@
+/**
+ * The ingestion jobs. Each is idempotent and checks the document's `version` first, so a job that
+ * is delivered twice, arrives after the document changed, or runs for a deleted document does
+ * nothing harmful (at-least-once delivery is safe). See pipeline.ts for the work itself.
+ */
+import Type from 'typebox';
+import { defineJob } from '../../platform/jobs/define.js';
+
+/** The pipeline (parsers, tokenizer, embedding clients) loads on first run, not in every API process. */
+const pipeline = () => import('./pipeline.js');
+
+const Uuid = Type.String({ format: 'uuid' });
+const DocumentPayload = Type.Object({
+  workspaceId: Uuid,
+  documentId: Uuid,
+  version: Type.Integer({ minimum: 1 }),
+});
+
+/** Parse, chunk and index lexically: queued → parsing → searchable (or ready without embeddings). */
+export const ingestDocumentJob = defineJob({
+  name: 'documents.ingest',
+  payload: DocumentPayload,
+  retry: { limit: 4, delaySeconds: 5, backoff: true },
+  expireInSeconds: 30 * 60,
+  handler: async (payload, ctx): Promise<unknown> =>
+    (await pipeline()).ingestDocument(payload, ctx, ingestDocumentJob.retry.limit),
+});
+
+/** Embed the chunks that have no vector for the collection's model yet: searchable → ready. */
+export const embedDocumentJob = defineJob({
+  name: 'documents.embed',
+  payload: DocumentPayload,
+  retry: { limit: 6, delaySeconds: 10, backoff: true },
+  expireInSeconds: 60 * 60,
+  handler: async (payload, ctx): Promise<unknown> =>
+    (await pipeline()).embedDocument(payload, ctx, embedDocumentJob.retry.limit),
+});
+
+/** After a collection's embedding model changed: re-embed every document, drop the old vectors. */
+export const reembedCollectionJob = defineJob({
+  name: 'collections.reembed',
+  payload: Type.Object({ workspaceId: Uuid, collectionId: Uuid }),
+  retry: { limit: 4, delaySeconds: 10, backoff: true },
+  expireInSeconds: 30 * 60,
+  handler: async (payload, ctx): Promise<unknown> => (await pipeline()).reembedCollection(payload, ctx),
+});
+
+export const documentJobs = [ingestDocumentJob, embedDocumentJob, reembedCollectionJob];

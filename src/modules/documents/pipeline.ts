@@ -1,0 +1,514 @@
+/**
+ * The ingestion pipeline, in two phases run by two jobs:
+ *
+ *  ingest (documents.ingest): queued → parsing → searchable
+ *    The original bytes are parsed and chunked; in ONE transaction the document's old chunks are
+ *    deleted, the new ones inserted with their full-text vectors, and the document marked
+ *    `searchable` (or `ready` when the collection has no embedding model); the embed job is enqueued
+ *    in that same transaction. A crash at any point leaves either the old state or the new one.
+ *    Large plain-text/Markdown files are streamed through a windowed chunker so memory stays bounded.
+ *
+ *  embed (documents.embed): searchable → ready
+ *    Chunks without a vector for the collection's model are embedded in batches. Each vector is
+ *    looked up first in the workspace's embedding cache (model + hash of the embedded text), so a
+ *    re-processed document only sends its changed chunks to the provider. Each batch commits on its
+ *    own; a re-run continues where the last one stopped (the "missing vector" query is the cursor).
+ *
+ * Every step re-reads the document and stops if it was deleted or re-queued (version changed):
+ * that is both the idempotency of at-least-once delivery and cancellation on delete.
+ */
+import { createHash } from 'node:crypto';
+import { sql, type Transaction } from 'kysely';
+import { chunkDocument, type Chunk } from '../../ai/chunking/chunker.js';
+import { chunkTextStream } from '../../ai/chunking/stream.js';
+import { EmbeddingError, type EmbeddingProviderName } from '../../ai/embeddings/index.js';
+import { ParseError, parseDocument } from '../../ai/parsing/index.js';
+import type { Db } from '../../platform/db/database.js';
+import type { DB, DocumentStatus } from '../../platform/db/schema.js';
+import { withTenant } from '../../platform/db/tenant.js';
+import type { JobContext } from '../../platform/jobs/define.js';
+import { DEFAULT_CHUNKING, type ChunkingSettings } from '../collections/service.js';
+import { embedDocumentJob } from './jobs.js';
+
+type Trx = Transaction<DB>;
+
+export interface DocumentJobPayload {
+  workspaceId: string;
+  documentId: string;
+  version: number;
+}
+
+/** Plain text and Markdown above this size are parsed in windows instead of whole. */
+export const STREAM_THRESHOLD_BYTES = 8 * 1024 * 1024;
+/** Chunks per INSERT. */
+const INSERT_BATCH = 500;
+
+/** The text a chunk is embedded (and hashed) as: its heading path gives a passage its context. */
+export function embeddingInput(headingPath: readonly string[], text: string): string {
+  return headingPath.length > 0 ? `${headingPath.join(' > ')}\n\n${text}` : text;
+}
+
+export const contentHash = (input: string) => createHash('sha256').update(input).digest('hex');
+
+async function setStatus(
+  ctx: JobContext,
+  payload: DocumentJobPayload,
+  collectionId: string,
+  status: DocumentStatus,
+  error?: string,
+) {
+  await ctx.deps.events.publish({
+    type: 'document.status_changed',
+    workspaceId: payload.workspaceId,
+    collectionId,
+    documentId: payload.documentId,
+    status,
+    ...(error === undefined ? {} : { error }),
+  });
+}
+
+/** Marks the document failed (if it is still this version) and tells listeners. */
+async function fail(db: Db, ctx: JobContext, payload: DocumentJobPayload, reason: string) {
+  const error = reason.slice(0, 2000);
+  const row = await withTenant(db, payload.workspaceId, (trx) =>
+    trx
+      .updateTable('documents')
+      .set({ status: 'failed', error, processed_at: new Date() })
+      .where('workspace_id', '=', payload.workspaceId)
+      .where('id', '=', payload.documentId)
+      .where('version', '=', payload.version)
+      .returning('collection_id')
+      .executeTakeFirst(),
+  );
+  if (row) await setStatus(ctx, payload, row.collection_id, 'failed', error);
+  ctx.log.warn({ documentId: payload.documentId, reason: error }, 'document failed');
+}
+
+const lastAttempt = (ctx: JobContext, retryLimit: number) => ctx.retryCount >= retryLimit;
+const describe = (error: unknown) => (error instanceof Error ? error.message : String(error));
+
+// ---------------------------------------------------------------------------------------------------
+// Phase 1: parse, chunk, index lexically
+
+export async function ingestDocument(payload: DocumentJobPayload, ctx: JobContext, retryLimit: number) {
+  const db = ctx.deps.database.db;
+  const ws = payload.workspaceId;
+  const claimed = await withTenant(db, ws, async (trx) => {
+    const doc = await trx
+      .selectFrom('documents')
+      .select(['id', 'collection_id', 'status', 'version', 'mime', 'filename', 'bytes'])
+      .where('workspace_id', '=', ws)
+      .where('id', '=', payload.documentId)
+      .where('deleted_at', 'is', null)
+      .forUpdate()
+      .executeTakeFirst();
+    if (doc?.version !== payload.version) return { skip: 'stale' as const };
+    if (doc.status !== 'queued' && doc.status !== 'parsing') return { skip: doc.status };
+    const collection = await trx
+      .selectFrom('collections')
+      .select(['text_search_config', 'chunking', 'embedding_provider'])
+      .where('workspace_id', '=', ws)
+      .where('id', '=', doc.collection_id)
+      .executeTakeFirstOrThrow();
+    if (doc.status === 'queued')
+      await trx
+        .updateTable('documents')
+        .set({ status: 'parsing' })
+        .where('workspace_id', '=', ws)
+        .where('id', '=', doc.id)
+        .execute();
+    return { doc, collection };
+  });
+  if ('skip' in claimed) {
+    ctx.log.info({ documentId: payload.documentId, skip: claimed.skip }, 'ingest skipped');
+    return { skipped: claimed.skip };
+  }
+  const { doc, collection } = claimed;
+  await setStatus(ctx, payload, doc.collection_id, 'parsing');
+  const chunking: ChunkingSettings = {
+    ...DEFAULT_CHUNKING,
+    ...(collection.chunking as Partial<ChunkingSettings>),
+  };
+  const embeds = collection.embedding_provider !== null;
+  const bytes = doc.bytes ?? 0;
+  const streamFormat =
+    bytes > STREAM_THRESHOLD_BYTES
+      ? doc.mime === 'text/markdown'
+        ? 'markdown'
+        : doc.mime === 'text/plain'
+          ? 'text'
+          : undefined
+      : undefined;
+
+  try {
+    let title: string | undefined;
+    let mime = doc.mime;
+    let source: (trx: Trx) => AsyncIterable<Chunk[]>;
+    if (streamFormat) {
+      let read = 0;
+      let reported = 0;
+      source = (trx) =>
+        chunkTextStream(
+          (async function* () {
+            for await (const part of blobParts(trx, ws, doc.id)) {
+              read += part.length;
+              const percent = Math.floor((read / bytes) * 100);
+              if (percent >= reported + 10) {
+                reported = percent;
+                await ctx.deps.events.publish({
+                  type: 'document.progress',
+                  workspaceId: ws,
+                  collectionId: doc.collection_id,
+                  documentId: doc.id,
+                  stage: 'parsing',
+                  percent,
+                });
+              }
+              yield part;
+            }
+          })(),
+          { format: streamFormat, ...chunking },
+        );
+    } else {
+      const data = await readAll(db, ws, doc.id);
+      const parsed = await parseDocument(data, {
+        ...(doc.filename ? { filename: doc.filename } : {}),
+        ...(doc.mime ? { mime: doc.mime } : {}),
+      });
+      title = parsed.title;
+      mime = parsed.mime;
+      const chunks = chunkDocument(parsed, chunking);
+      source = async function* () {
+        for (let i = 0; i < chunks.length; i += INSERT_BATCH) yield chunks.slice(i, i + INSERT_BATCH);
+      };
+    }
+
+    const written = await withTenant(db, ws, async (trx) => {
+      // Re-check under lock: deleted or re-queued while we parsed → drop the work.
+      const current = await trx
+        .selectFrom('documents')
+        .select(['version', 'status', 'auto_title'])
+        .where('workspace_id', '=', ws)
+        .where('id', '=', doc.id)
+        .where('deleted_at', 'is', null)
+        .forUpdate()
+        .executeTakeFirst();
+      if (current?.version !== payload.version || current.status !== 'parsing') return undefined;
+      await trx
+        .deleteFrom('chunks')
+        .where('workspace_id', '=', ws)
+        .where('document_id', '=', doc.id)
+        .execute();
+      let count = 0;
+      let tokens = 0;
+      for await (const batch of source(trx)) {
+        await insertChunks(
+          trx,
+          { ws, collectionId: doc.collection_id, documentId: doc.id },
+          collection.text_search_config,
+          batch,
+        );
+        count += batch.length;
+        for (const chunk of batch) tokens += chunk.tokenCount;
+      }
+      if (count === 0) throw new ParseError('empty', 'no text could be extracted from the file');
+      const status: DocumentStatus = embeds ? 'searchable' : 'ready';
+      await trx
+        .updateTable('documents')
+        .set({
+          status,
+          error: null,
+          mime,
+          chunk_count: count,
+          token_count: tokens,
+          processed_at: new Date(),
+          ...(current.auto_title && title ? { title: title.slice(0, 500) } : {}),
+        })
+        .where('workspace_id', '=', ws)
+        .where('id', '=', doc.id)
+        .execute();
+      if (embeds)
+        await ctx.queue.send(embedDocumentJob, payload, {
+          trx,
+          singletonKey: `${doc.id}:${payload.version}`,
+        });
+      return { status, chunks: count, tokens };
+    });
+    if (!written) return { skipped: 'stale' };
+    await setStatus(ctx, payload, doc.collection_id, written.status);
+    return written;
+  } catch (error) {
+    if (error instanceof ParseError) {
+      await fail(db, ctx, payload, `${error.reason}: ${error.message}`);
+      return { failed: error.reason };
+    }
+    if (lastAttempt(ctx, retryLimit)) await fail(db, ctx, payload, `processing failed: ${describe(error)}`);
+    throw error;
+  }
+}
+
+/** Reads part after part, each with its own query on `trx`. */
+async function* blobParts(trx: Trx, ws: string, documentId: string): AsyncIterable<Uint8Array> {
+  for (let part = 0; ; part++) {
+    const row = await trx
+      .selectFrom('document_blobs')
+      .select('data')
+      .where('workspace_id', '=', ws)
+      .where('document_id', '=', documentId)
+      .where('part', '=', part)
+      .executeTakeFirst();
+    if (!row) return;
+    yield row.data;
+  }
+}
+
+async function readAll(db: Db, ws: string, documentId: string): Promise<Uint8Array> {
+  const rows = await withTenant(db, ws, (trx) =>
+    trx
+      .selectFrom('document_blobs')
+      .select('data')
+      .where('workspace_id', '=', ws)
+      .where('document_id', '=', documentId)
+      .orderBy('part')
+      .execute(),
+  );
+  // A fresh, exactly-sized buffer: parsers (pdf.js) take `.buffer`, and a pooled Buffer's is shared.
+  const whole = new Uint8Array(rows.reduce((n, r) => n + r.data.length, 0));
+  let at = 0;
+  for (const row of rows) {
+    whole.set(row.data, at);
+    at += row.data.length;
+  }
+  return whole;
+}
+
+async function insertChunks(
+  trx: Trx,
+  owner: { ws: string; collectionId: string; documentId: string },
+  textSearchConfig: string,
+  chunks: Chunk[],
+) {
+  if (chunks.length === 0) return;
+  const column = <T>(pick: (c: Chunk) => T) => chunks.map(pick);
+  const inputs = chunks.map((c) => embeddingInput(c.headingPath, c.text));
+  await sql`
+    insert into chunks (workspace_id, collection_id, document_id, ordinal, text, token_count, heading_path,
+                        char_start, char_end, page, page_end, content_hash, tsv)
+    select ${owner.ws}::uuid, ${owner.collectionId}::uuid, ${owner.documentId}::uuid, u.ordinal, u.text, u.tokens,
+           array(select jsonb_array_elements_text(u.headings::jsonb)), u.char_start, u.char_end, u.page, u.page_end,
+           u.hash, to_tsvector(${textSearchConfig}::regconfig, u.heading_text || ' ' || u.text)
+    from unnest(${column((c) => c.ordinal)}::int[], ${column((c) => c.text)}::text[],
+                ${column((c) => c.tokenCount)}::int[], ${column((c) => JSON.stringify(c.headingPath))}::text[],
+                ${column((c) => c.headingPath.join(' '))}::text[], ${column((c) => c.charStart)}::int[],
+                ${column((c) => c.charEnd)}::int[], ${column((c) => c.page)}::int[], ${column((c) => c.pageEnd)}::int[],
+                ${inputs.map(contentHash)}::text[])
+      as u(ordinal, text, tokens, headings, heading_text, char_start, char_end, page, page_end, hash)
+  `.execute(trx);
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Phase 2: embeddings
+
+export async function embedDocument(payload: DocumentJobPayload, ctx: JobContext, retryLimit: number) {
+  const db = ctx.deps.database.db;
+  const ws = payload.workspaceId;
+  const batchSize = ctx.deps.config.embeddingBatchSize;
+  let embedded = 0;
+  let fromCache = 0;
+  try {
+    for (;;) {
+      if (ctx.signal.aborted) throw new Error('worker is shutting down');
+      const step = await withTenant(db, ws, async (trx) => {
+        const doc = await trx
+          .selectFrom('documents as d')
+          .innerJoin('collections as c', 'c.id', 'd.collection_id')
+          .select([
+            'd.collection_id',
+            'd.status',
+            'd.version',
+            'd.chunk_count',
+            'c.embedding_provider',
+            'c.embedding_model',
+            'c.embedding_dimensions',
+          ])
+          .where('d.workspace_id', '=', ws)
+          .where('d.id', '=', payload.documentId)
+          .where('d.deleted_at', 'is', null)
+          .executeTakeFirst();
+        if (doc?.version !== payload.version || doc.status !== 'searchable')
+          return { done: 'stale' as const };
+        if (!doc.embedding_provider || !doc.embedding_model || !doc.embedding_dimensions)
+          return { done: 'no-model' as const, doc };
+        const missing = await trx
+          .selectFrom('chunks as ch')
+          .select(['ch.id', 'ch.text', 'ch.heading_path', 'ch.content_hash'])
+          .where('ch.workspace_id', '=', ws)
+          .where('ch.document_id', '=', payload.documentId)
+          .where((eb) =>
+            eb.not(
+              eb.exists(
+                eb
+                  .selectFrom('chunk_embeddings as e')
+                  .select(sql`1`.as('one'))
+                  .whereRef('e.chunk_id', '=', 'ch.id')
+                  .where('e.model', '=', doc.embedding_model),
+              ),
+            ),
+          )
+          .orderBy('ch.ordinal')
+          .limit(batchSize)
+          .execute();
+        if (missing.length === 0) return { done: 'complete' as const, doc };
+        const hashes = [...new Set(missing.map((m) => m.content_hash))];
+        const cached = await trx
+          .selectFrom('embedding_cache')
+          .select(['content_hash', 'embedding'])
+          .where('workspace_id', '=', ws)
+          .where('model', '=', doc.embedding_model)
+          .where('content_hash', 'in', hashes)
+          .execute();
+        return { doc, missing, cached: new Map(cached.map((c) => [c.content_hash, c.embedding])) };
+      });
+      if ('done' in step) {
+        if (step.done === 'stale') return { skipped: 'stale', embedded, fromCache };
+        break;
+      }
+      const { doc, missing, cached } = step;
+      const model = doc.embedding_model ?? '';
+      const dimensions = doc.embedding_dimensions ?? 0;
+      const toEmbed = [
+        ...new Map(
+          missing.filter((m) => !cached.has(m.content_hash)).map((m) => [m.content_hash, m]),
+        ).values(),
+      ];
+      const fresh = new Map<string, string>();
+      if (toEmbed.length > 0) {
+        const provider = ctx.deps.embeddings.get({
+          provider: doc.embedding_provider as EmbeddingProviderName,
+          model,
+        });
+        if (!provider)
+          throw new EmbeddingError('rejected', `no embedding provider '${doc.embedding_provider}'`);
+        const vectors = await provider.embedDocuments(
+          toEmbed.map((m) => embeddingInput(m.heading_path, m.text)),
+          ctx.signal,
+        );
+        vectors.forEach((vector, i) => {
+          if (vector.length !== dimensions)
+            throw new EmbeddingError(
+              'bad_response',
+              `the model returned ${vector.length} dimensions; the collection expects ${dimensions}`,
+            );
+          fresh.set(toEmbed[i]?.content_hash ?? '', `[${vector.join(',')}]`);
+        });
+      }
+      const vectorOf = (hash: string) => fresh.get(hash) ?? cached.get(hash) ?? '';
+      const stored = await withTenant(db, ws, async (trx) => {
+        const current = await trx
+          .selectFrom('documents')
+          .select(['version', 'status'])
+          .where('workspace_id', '=', ws)
+          .where('id', '=', payload.documentId)
+          .forShare()
+          .executeTakeFirst();
+        if (current?.version !== payload.version || current.status !== 'searchable') return false;
+        if (fresh.size > 0)
+          await sql`
+            insert into embedding_cache (workspace_id, model, content_hash, dimensions, embedding)
+            select ${ws}::uuid, ${model}, u.hash, ${dimensions}, u.embedding::vector
+            from unnest(${[...fresh.keys()]}::text[], ${[...fresh.values()]}::text[]) as u(hash, embedding)
+            on conflict do nothing
+          `.execute(trx);
+        await sql`
+          insert into chunk_embeddings (chunk_id, workspace_id, collection_id, model, dimensions, embedding, content_hash)
+          select u.chunk_id, ${ws}::uuid, ${doc.collection_id}::uuid, ${model}, ${dimensions}, u.embedding::vector, u.hash
+          from unnest(${missing.map((m) => m.id)}::uuid[], ${missing.map((m) => vectorOf(m.content_hash))}::text[],
+                      ${missing.map((m) => m.content_hash)}::text[]) as u(chunk_id, embedding, hash)
+          on conflict (chunk_id, model) do nothing
+        `.execute(trx);
+        return true;
+      });
+      if (!stored) return { skipped: 'stale', embedded, fromCache };
+      embedded += toEmbed.length;
+      fromCache += missing.length - toEmbed.length;
+      const total = doc.chunk_count || 1;
+      await ctx.deps.events.publish({
+        type: 'document.progress',
+        workspaceId: ws,
+        collectionId: doc.collection_id,
+        documentId: payload.documentId,
+        stage: 'embedding',
+        percent: Math.min(100, Math.round(((embedded + fromCache) / total) * 100)),
+      });
+    }
+    const ready = await withTenant(db, ws, (trx) =>
+      trx
+        .updateTable('documents')
+        .set({ status: 'ready', processed_at: new Date() })
+        .where('workspace_id', '=', ws)
+        .where('id', '=', payload.documentId)
+        .where('version', '=', payload.version)
+        .where('status', '=', 'searchable')
+        .returning('collection_id')
+        .executeTakeFirst(),
+    );
+    if (ready) await setStatus(ctx, payload, ready.collection_id, 'ready');
+    return { embedded, fromCache };
+  } catch (error) {
+    // A shutdown aborts the request: not the document's fault, the job runs again.
+    const permanent = error instanceof EmbeddingError && !error.retryable && error.reason !== 'aborted';
+    if (permanent || lastAttempt(ctx, retryLimit)) {
+      await fail(db, ctx, payload, `embedding failed: ${describe(error)}`);
+      if (permanent) return { failed: describe(error) };
+    }
+    throw error;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Model change
+
+/**
+ * Puts every indexed document of the collection back to `searchable` and queues its embed job for
+ * the collection's current model, then removes vectors of other models. Idempotent.
+ */
+export async function reembedCollection(
+  payload: { workspaceId: string; collectionId: string },
+  ctx: JobContext,
+) {
+  const db = ctx.deps.database.db;
+  const ws = payload.workspaceId;
+  return withTenant(db, ws, async (trx) => {
+    const collection = await trx
+      .selectFrom('collections')
+      .select(['embedding_model'])
+      .where('workspace_id', '=', ws)
+      .where('id', '=', payload.collectionId)
+      .executeTakeFirst();
+    if (!collection) return { skipped: 'deleted' };
+    await trx
+      .deleteFrom('chunk_embeddings')
+      .where('workspace_id', '=', ws)
+      .where('collection_id', '=', payload.collectionId)
+      .$if(collection.embedding_model !== null, (q) =>
+        q.where('model', '<>', collection.embedding_model ?? ''),
+      )
+      .execute();
+    const docs = await trx
+      .updateTable('documents')
+      .set({ status: collection.embedding_model === null ? 'ready' : 'searchable' })
+      .where('workspace_id', '=', ws)
+      .where('collection_id', '=', payload.collectionId)
+      .where('status', 'in', ['searchable', 'ready'])
+      .returning(['id', 'version'])
+      .execute();
+    if (collection.embedding_model !== null)
+      for (const doc of docs)
+        await ctx.queue.send(
+          embedDocumentJob,
+          { workspaceId: ws, documentId: doc.id, version: doc.version },
+          { trx, singletonKey: `${doc.id}:${doc.version}:reembed` },
+        );
+    return { documents: docs.length };
+  });
+}

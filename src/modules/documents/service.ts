@@ -1,0 +1,640 @@
+/**
+ * Documents: the files, pages and texts of a collection, and the one place that adds, replaces,
+ * lists and removes them. The REST routes, `larder ingest` and `larder import` all call this service.
+ *
+ * Adding a document (`add`):
+ *  1. The content is spooled to a temporary file while it is hashed and counted (never held in
+ *     memory, never inside a transaction; `payload_too_large` past the limit).
+ *  2. The first bytes are sniffed: a format no parser reads is refused with 415 before anything is
+ *     stored; an empty body is refused with 422.
+ *  3. One tenant transaction decides what the content is:
+ *     - same `externalId` as a live document, same bytes → `unchanged` (title/metadata updated if given);
+ *     - same `externalId`, other bytes → `updated`: the bytes are replaced, the version goes up and the
+ *       document is queued again (its old chunks stay searchable until the new ones replace them);
+ *     - no `externalId` match, but the same bytes already in the collection → `duplicate` (the existing
+ *       document is returned, nothing is stored or processed);
+ *     - otherwise → `created`.
+ *     The bytes are written as `document_blobs` parts and the ingest job is enqueued in the same
+ *     transaction: either the document, its bytes and its job all exist, or none of them does.
+ *  Two requests with the same `externalId` or bytes at once are serialised by a transaction-scoped
+ *  advisory lock, so they can never both create a document.
+ */
+import { createHash } from 'node:crypto';
+import { sql, type Transaction } from 'kysely';
+import { assertPermission, type WorkspaceContext } from '../../platform/auth/access.js';
+import { decodeCursor, encodeCursor, positionAt } from '../../platform/db/cursor.js';
+import type { Db } from '../../platform/db/database.js';
+import type { DB, DocumentStatus } from '../../platform/db/schema.js';
+import { withTenant } from '../../platform/db/tenant.js';
+import { AppError } from '../../platform/errors.js';
+import type { EventBus } from '../../platform/events/bus.js';
+import type { JobQueue } from '../../platform/jobs/queue.js';
+import { safeFetch, UrlFetchError } from '../../platform/net/safe-fetch.js';
+import { ParseError } from '../../ai/parsing/index.js';
+import { sniff } from '../../ai/parsing/sniff.js';
+import { type AuditContext, recordAudit, SYSTEM_AUDIT } from '../audit/service.js';
+import { ingestDocumentJob } from './jobs.js';
+import { spool, type SpooledFile } from './spool.js';
+
+export const DOCUMENT_COLUMNS = [
+  'id',
+  'collection_id',
+  'external_id',
+  'title',
+  'filename',
+  'source_uri',
+  'mime',
+  'sha256',
+  'bytes',
+  'status',
+  'error',
+  'version',
+  'metadata',
+  'chunk_count',
+  'token_count',
+  'processed_at',
+  'created_at',
+  'updated_at',
+] as const;
+
+export interface DocumentRow {
+  id: string;
+  collection_id: string;
+  external_id: string | null;
+  title: string;
+  filename: string | null;
+  source_uri: string | null;
+  mime: string | null;
+  sha256: string | null;
+  bytes: number | string | null;
+  status: DocumentStatus;
+  error: string | null;
+  version: number;
+  metadata: unknown;
+  chunk_count: number;
+  token_count: number | string;
+  processed_at: Date | null;
+  created_at: Date;
+  updated_at: Date;
+}
+
+export type AddOutcome = 'created' | 'updated' | 'unchanged' | 'duplicate';
+
+export interface AddDocumentInput {
+  /** The bytes, streamed (an upload) or whole (raw text). */
+  content: AsyncIterable<Uint8Array> | Uint8Array;
+  filename?: string | undefined;
+  /** Declared media type; content sniffing decides, this only breaks ties (e.g. Markdown vs text). */
+  mime?: string | undefined;
+  title?: string | undefined;
+  externalId?: string | undefined;
+  metadata?: Record<string, unknown> | undefined;
+  sourceUri?: string | undefined;
+}
+
+export interface AddResult {
+  outcome: AddOutcome;
+  document: DocumentRow;
+}
+
+export interface DocumentFilters {
+  status?: DocumentStatus[] | undefined;
+  mime?: string | undefined;
+  externalId?: string | undefined;
+  metadata?: Record<string, unknown> | undefined;
+  createdAfter?: string | undefined;
+  createdBefore?: string | undefined;
+  updatedAfter?: string | undefined;
+  updatedBefore?: string | undefined;
+}
+
+export interface DocumentServiceOptions {
+  uploadLimitBytes: number;
+  urlFetchTimeoutMs: number;
+  /** Tests only: allow URLs on private addresses (the SSRF guard still refuses metadata endpoints). */
+  allowPrivateUrls?: boolean;
+}
+
+type Trx = Transaction<DB>;
+
+const invalidCursor = () =>
+  new AppError('validation_failed', {
+    detail: 'cursor is not valid',
+    extensions: {
+      errors: [{ in: 'querystring', path: '/cursor', message: 'is not a cursor from this API' }],
+    },
+  });
+
+const notFound = () => new AppError('not_found', { detail: 'No such document' });
+
+/** A 64-bit advisory-lock key for a (collection, kind, value) triple. */
+const lockKey = (collectionId: string, kind: string, value: string) =>
+  createHash('sha256').update(`${collectionId}\0${kind}\0${value}`).digest().readBigInt64BE(0).toString();
+
+async function* single(bytes: Uint8Array): AsyncIterable<Uint8Array> {
+  yield bytes;
+}
+
+export class DocumentService {
+  constructor(
+    private readonly db: Db,
+    private readonly jobs: JobQueue | undefined,
+    private readonly events: EventBus | undefined,
+    private readonly options: DocumentServiceOptions,
+  ) {}
+
+  /** Adds (or replaces, by `externalId`) a document; see the module comment for the outcomes. */
+  async add(
+    ws: WorkspaceContext,
+    createdBy: string | null,
+    collectionId: string,
+    input: AddDocumentInput,
+    audit: AuditContext = SYSTEM_AUDIT,
+  ): Promise<AddResult> {
+    assertPermission(ws, 'documents:write');
+    const content = input.content instanceof Uint8Array ? single(input.content) : input.content;
+    const file = await spool(content, this.options.uploadLimitBytes);
+    try {
+      if (file.bytes === 0)
+        throw new AppError('unprocessable_document', {
+          detail: 'The document is empty',
+          extensions: { reason: 'empty' },
+        });
+      const mime = await precheck(file, input);
+      const result = await withTenant(this.db, ws.id, (trx) =>
+        this.#store(trx, ws, createdBy, collectionId, input, file, mime, audit),
+      );
+      if (result.outcome === 'created' || result.outcome === 'updated')
+        await this.#published(ws.id, result.document);
+      return result;
+    } finally {
+      await file.dispose();
+    }
+  }
+
+  /** Fetches a URL through the SSRF guard, then adds it like an upload. */
+  async addFromUrl(
+    ws: WorkspaceContext,
+    createdBy: string | null,
+    collectionId: string,
+    input: Omit<AddDocumentInput, 'content' | 'sourceUri'> & { url: string },
+    audit: AuditContext = SYSTEM_AUDIT,
+  ): Promise<AddResult> {
+    assertPermission(ws, 'documents:write');
+    // Fail fast on a missing collection before fetching anything.
+    await this.#collection(ws, collectionId);
+    let page;
+    try {
+      page = await safeFetch(input.url, {
+        maxBytes: this.options.uploadLimitBytes,
+        timeoutMs: this.options.urlFetchTimeoutMs,
+        ...(this.options.allowPrivateUrls ? { allowPrivate: true } : {}),
+      });
+    } catch (error) {
+      throw urlError(error, this.options.uploadLimitBytes);
+    }
+    const declared = page.contentType?.split(';')[0]?.trim().toLowerCase();
+    const mime = declared === '' ? undefined : declared;
+    return this.add(
+      ws,
+      createdBy,
+      collectionId,
+      {
+        ...input,
+        content: page.body,
+        sourceUri: page.url,
+        filename: input.filename ?? page.filename ?? undefined,
+        mime: input.mime ?? mime,
+      },
+      audit,
+    );
+  }
+
+  async #collection(ws: WorkspaceContext, collectionId: string) {
+    const row = await withTenant(this.db, ws.id, (trx) =>
+      trx
+        .selectFrom('collections')
+        .select(['id', 'name'])
+        .where('workspace_id', '=', ws.id)
+        .where('id', '=', collectionId)
+        .where('deleted_at', 'is', null)
+        .executeTakeFirst(),
+    );
+    if (!row) throw new AppError('not_found', { detail: 'No such collection' });
+    return row;
+  }
+
+  async #store(
+    trx: Trx,
+    ws: WorkspaceContext,
+    createdBy: string | null,
+    collectionId: string,
+    input: AddDocumentInput,
+    file: SpooledFile,
+    mime: string,
+    audit: AuditContext,
+  ): Promise<AddResult> {
+    const collection = await trx
+      .selectFrom('collections')
+      .select('id')
+      .where('workspace_id', '=', ws.id)
+      .where('id', '=', collectionId)
+      .where('deleted_at', 'is', null)
+      .forShare()
+      .executeTakeFirst();
+    if (!collection) throw new AppError('not_found', { detail: 'No such collection' });
+
+    const key =
+      input.externalId === undefined
+        ? lockKey(collectionId, 'sha256', file.sha256)
+        : lockKey(collectionId, 'external_id', input.externalId);
+    await sql`select pg_advisory_xact_lock(${key}::bigint)`.execute(trx);
+
+    const live = () =>
+      trx
+        .selectFrom('documents')
+        .select(DOCUMENT_COLUMNS)
+        .where('workspace_id', '=', ws.id)
+        .where('collection_id', '=', collectionId)
+        .where('deleted_at', 'is', null);
+    const existing =
+      input.externalId === undefined
+        ? undefined
+        : await live().where('external_id', '=', input.externalId).forUpdate().executeTakeFirst();
+
+    if (existing?.sha256 === file.sha256) {
+      const changed = await this.#applyDetails(trx, ws.id, existing.id, input);
+      return { outcome: 'unchanged', document: changed ?? existing };
+    }
+    if (!existing) {
+      const twin = await live()
+        .where('sha256', '=', file.sha256)
+        .orderBy('created_at')
+        .limit(1)
+        .executeTakeFirst();
+      if (twin) return { outcome: 'duplicate', document: twin };
+    }
+
+    const title = input.title ?? input.filename ?? input.sourceUri ?? 'Untitled';
+    let document: DocumentRow;
+    if (existing) {
+      await trx
+        .deleteFrom('document_blobs')
+        .where('workspace_id', '=', ws.id)
+        .where('document_id', '=', existing.id)
+        .execute();
+      document = await trx
+        .updateTable('documents')
+        .set((eb) => ({
+          sha256: file.sha256,
+          bytes: file.bytes,
+          mime,
+          filename: input.filename ?? null,
+          source_uri: input.sourceUri ?? null,
+          ...(input.title === undefined ? { auto_title: true } : { title: input.title, auto_title: false }),
+          ...(input.metadata === undefined ? {} : { metadata: JSON.stringify(input.metadata) }),
+          status: 'queued' as const,
+          error: null,
+          version: eb('version', '+', 1),
+        }))
+        .where('workspace_id', '=', ws.id)
+        .where('id', '=', existing.id)
+        .returning(DOCUMENT_COLUMNS)
+        .executeTakeFirstOrThrow();
+    } else {
+      document = await trx
+        .insertInto('documents')
+        .values({
+          workspace_id: ws.id,
+          collection_id: collectionId,
+          external_id: input.externalId ?? null,
+          title,
+          auto_title: input.title === undefined,
+          filename: input.filename ?? null,
+          source_uri: input.sourceUri ?? null,
+          mime,
+          sha256: file.sha256,
+          bytes: file.bytes,
+          metadata: JSON.stringify(input.metadata ?? {}),
+          created_by: createdBy,
+        })
+        .returning(DOCUMENT_COLUMNS)
+        .executeTakeFirstOrThrow();
+    }
+
+    let part = 0;
+    for await (const data of file.parts()) {
+      await trx
+        .insertInto('document_blobs')
+        .values({ document_id: document.id, workspace_id: ws.id, part, data })
+        .execute();
+      part += 1;
+    }
+    await this.#enqueueIngest(trx, ws.id, document);
+    const outcome = existing ? 'updated' : 'created';
+    await recordAudit(trx, {
+      ...audit,
+      workspaceId: ws.id,
+      action: existing ? 'document.replaced' : 'document.created',
+      target: { type: 'document', id: document.id },
+      data: { collectionId, bytes: file.bytes, sha256: file.sha256, version: document.version },
+    });
+    return { outcome, document };
+  }
+
+  async #applyDetails(
+    trx: Trx,
+    workspaceId: string,
+    id: string,
+    input: Pick<AddDocumentInput, 'title' | 'metadata'>,
+  ) {
+    if (input.title === undefined && input.metadata === undefined) return undefined;
+    return (await trx
+      .updateTable('documents')
+      .set({
+        ...(input.title === undefined ? {} : { title: input.title, auto_title: false }),
+        ...(input.metadata === undefined ? {} : { metadata: JSON.stringify(input.metadata) }),
+      })
+      .where('workspace_id', '=', workspaceId)
+      .where('id', '=', id)
+      .returning(DOCUMENT_COLUMNS)
+      .executeTakeFirstOrThrow()) as DocumentRow;
+  }
+
+  async #enqueueIngest(trx: Trx, workspaceId: string, document: Pick<DocumentRow, 'id' | 'version'>) {
+    if (!this.jobs) throw new AppError('service_unavailable', { detail: 'This process cannot enqueue jobs' });
+    await this.jobs.send(
+      ingestDocumentJob,
+      { workspaceId, documentId: document.id, version: document.version },
+      { trx, singletonKey: `${document.id}:${document.version}` },
+    );
+  }
+
+  async #published(workspaceId: string, document: DocumentRow) {
+    await this.events?.publish({
+      type: 'document.status_changed',
+      workspaceId,
+      collectionId: document.collection_id,
+      documentId: document.id,
+      status: document.status,
+    });
+  }
+
+  async list(
+    ws: WorkspaceContext,
+    collectionId: string,
+    filters: DocumentFilters,
+    page: { limit: number; cursor?: string | undefined },
+  ) {
+    assertPermission(ws, 'documents:read');
+    const after = page.cursor === undefined ? undefined : decodeCursor(page.cursor);
+    if (after === null) throw invalidCursor();
+    await this.#collection(ws, collectionId);
+    const rows = await withTenant(this.db, ws.id, (trx) => {
+      let query = trx
+        .selectFrom('documents')
+        .select([...DOCUMENT_COLUMNS, positionAt.as('position_at')])
+        .where('workspace_id', '=', ws.id)
+        .where('collection_id', '=', collectionId)
+        .where('deleted_at', 'is', null);
+      if (filters.status?.length) query = query.where('status', 'in', filters.status);
+      if (filters.mime !== undefined) query = query.where('mime', '=', filters.mime);
+      if (filters.externalId !== undefined) query = query.where('external_id', '=', filters.externalId);
+      if (filters.metadata !== undefined)
+        query = query.where(sql<boolean>`metadata @> ${JSON.stringify(filters.metadata)}::jsonb`);
+      if (filters.createdAfter !== undefined)
+        query = query.where('created_at', '>=', new Date(filters.createdAfter));
+      if (filters.createdBefore !== undefined)
+        query = query.where('created_at', '<', new Date(filters.createdBefore));
+      if (filters.updatedAfter !== undefined)
+        query = query.where('updated_at', '>=', new Date(filters.updatedAfter));
+      if (filters.updatedBefore !== undefined)
+        query = query.where('updated_at', '<', new Date(filters.updatedBefore));
+      if (after)
+        query = query.where(
+          sql<boolean>`(created_at, id) > (${after.createdAt}::timestamp at time zone 'UTC', ${after.id}::uuid)`,
+        );
+      return query
+        .orderBy('created_at')
+        .orderBy('id')
+        .limit(page.limit + 1)
+        .execute();
+    });
+    const more = rows.length > page.limit;
+    const data = (more ? rows.slice(0, page.limit) : rows) as (DocumentRow & { position_at: string })[];
+    const last = data.at(-1);
+    return {
+      data: data as DocumentRow[],
+      nextCursor: more && last ? encodeCursor({ createdAt: last.position_at, id: last.id }) : null,
+    };
+  }
+
+  async get(ws: WorkspaceContext, id: string): Promise<DocumentRow> {
+    assertPermission(ws, 'documents:read');
+    const row = await withTenant(this.db, ws.id, (trx) => this.#find(trx, ws.id, id).executeTakeFirst());
+    if (!row) throw notFound();
+    return row;
+  }
+
+  #find(trx: Trx, workspaceId: string, id: string) {
+    return trx
+      .selectFrom('documents')
+      .select(DOCUMENT_COLUMNS)
+      .where('workspace_id', '=', workspaceId)
+      .where('id', '=', id)
+      .where('deleted_at', 'is', null);
+  }
+
+  /** Changes the title and/or metadata (metadata is replaced as a whole). */
+  async update(
+    ws: WorkspaceContext,
+    id: string,
+    input: { title?: string | undefined; metadata?: Record<string, unknown> | undefined },
+    audit: AuditContext = SYSTEM_AUDIT,
+  ): Promise<DocumentRow> {
+    assertPermission(ws, 'documents:write');
+    return withTenant(this.db, ws.id, async (trx) => {
+      const found = await this.#find(trx, ws.id, id).forUpdate().executeTakeFirst();
+      if (!found) throw notFound();
+      const row = (await this.#applyDetails(trx, ws.id, id, input)) ?? found;
+      await recordAudit(trx, {
+        ...audit,
+        workspaceId: ws.id,
+        action: 'document.updated',
+        target: { type: 'document', id },
+        data: { fields: Object.keys(input) },
+      });
+      return row;
+    });
+  }
+
+  /**
+   * Deletes the document with its bytes, chunks and embeddings in one transaction (cascading foreign
+   * keys): no orphans. A job still running for it finds the document gone and stops.
+   */
+  async delete(ws: WorkspaceContext, id: string, audit: AuditContext = SYSTEM_AUDIT): Promise<void> {
+    assertPermission(ws, 'documents:write');
+    await withTenant(this.db, ws.id, async (trx) => {
+      const row = await trx
+        .deleteFrom('documents')
+        .where('workspace_id', '=', ws.id)
+        .where('id', '=', id)
+        .returning(['collection_id', 'title'])
+        .executeTakeFirst();
+      if (!row) throw notFound();
+      await recordAudit(trx, {
+        ...audit,
+        workspaceId: ws.id,
+        action: 'document.deleted',
+        target: { type: 'document', id },
+        data: { collectionId: row.collection_id, title: row.title },
+      });
+    });
+  }
+
+  /** Queues the document to be parsed, chunked and embedded again (e.g. after a parser upgrade). */
+  async reprocess(
+    ws: WorkspaceContext,
+    id: string,
+    audit: AuditContext = SYSTEM_AUDIT,
+  ): Promise<DocumentRow> {
+    assertPermission(ws, 'documents:write');
+    const row = await withTenant(this.db, ws.id, async (trx) => {
+      const found = await this.#find(trx, ws.id, id).forUpdate().executeTakeFirst();
+      if (!found) throw notFound();
+      const updated = (await trx
+        .updateTable('documents')
+        .set((eb) => ({ status: 'queued' as const, error: null, version: eb('version', '+', 1) }))
+        .where('workspace_id', '=', ws.id)
+        .where('id', '=', id)
+        .returning(DOCUMENT_COLUMNS)
+        .executeTakeFirstOrThrow()) as DocumentRow;
+      await this.#enqueueIngest(trx, ws.id, updated);
+      await recordAudit(trx, {
+        ...audit,
+        workspaceId: ws.id,
+        action: 'document.reprocessed',
+        target: { type: 'document', id },
+      });
+      return updated;
+    });
+    await this.#published(ws.id, row);
+    return row;
+  }
+
+  /**
+   * The original bytes, streamed part by part (each part read in its own short transaction, so a slow
+   * download holds no connection).
+   */
+  async content(
+    ws: WorkspaceContext,
+    id: string,
+  ): Promise<{ document: DocumentRow; parts: AsyncIterable<Uint8Array> }> {
+    const document = await this.get(ws, id);
+    const { db } = this;
+    async function* parts() {
+      for (let part = 0; ; part++) {
+        const row = await withTenant(db, ws.id, (trx) =>
+          trx
+            .selectFrom('document_blobs')
+            .select('data')
+            .where('workspace_id', '=', ws.id)
+            .where('document_id', '=', id)
+            .where('part', '=', part)
+            .executeTakeFirst(),
+        );
+        if (!row) return;
+        yield row.data;
+      }
+    }
+    return { document, parts: parts() };
+  }
+
+  /** The chunks of a document in order (for citation highlighting and inspection). */
+  async chunks(ws: WorkspaceContext, id: string, page: { limit: number; after?: number | undefined }) {
+    assertPermission(ws, 'documents:read');
+    return withTenant(this.db, ws.id, async (trx) => {
+      const found = await this.#find(trx, ws.id, id).executeTakeFirst();
+      if (!found) throw notFound();
+      const rows = await trx
+        .selectFrom('chunks')
+        .select([
+          'id',
+          'ordinal',
+          'text',
+          'token_count',
+          'heading_path',
+          'char_start',
+          'char_end',
+          'page',
+          'page_end',
+        ])
+        .where('workspace_id', '=', ws.id)
+        .where('document_id', '=', id)
+        .where('ordinal', '>', page.after ?? -1)
+        .orderBy('ordinal')
+        .limit(page.limit + 1)
+        .execute();
+      const more = rows.length > page.limit;
+      const data = more ? rows.slice(0, page.limit) : rows;
+      return { data, nextAfter: more ? (data.at(-1)?.ordinal ?? null) : null };
+    });
+  }
+}
+
+/**
+ * Refuses what no parser can read before anything is stored (415). ZIP containers (DOCX) are only
+ * recognisable whole, so they pass here and are checked when parsed.
+ */
+async function precheck(file: SpooledFile, input: AddDocumentInput): Promise<string> {
+  const head = file.head;
+  const zip = head[0] === 0x50 && head[1] === 0x4b && head[2] === 0x03 && head[3] === 0x04;
+  if (zip) return DOCX_MIME;
+  try {
+    const sniffed = await sniff(head, {
+      ...(input.filename ? { filename: input.filename } : {}),
+      ...(input.mime ? { mime: input.mime } : {}),
+    });
+    if (sniffed.format === 'pdf') return 'application/pdf';
+    if (sniffed.format === 'docx') return DOCX_MIME;
+    if (file.bytes === head.length && sniffed.text.trim() === '')
+      throw new AppError('unprocessable_document', {
+        detail: 'The document contains only whitespace',
+        extensions: { reason: 'empty' },
+      });
+    return FORMAT_MIME[sniffed.format];
+  } catch (error) {
+    if (error instanceof ParseError)
+      throw new AppError('unsupported_media_type', {
+        detail: `${error.message}. Supported: plain text, Markdown, HTML, PDF, DOCX, CSV and JSON`,
+        extensions: { reason: error.reason },
+      });
+    throw error;
+  }
+}
+
+const DOCX_MIME = 'application/vnd.openxmlformats-officedocument.wordprocessingml.document';
+const FORMAT_MIME = {
+  html: 'text/html',
+  json: 'application/json',
+  csv: 'text/csv',
+  markdown: 'text/markdown',
+  text: 'text/plain',
+} as const;
+
+function urlError(error: unknown, limit: number): unknown {
+  if (!(error instanceof UrlFetchError)) return error;
+  if (error.reason === 'too_large')
+    return new AppError('payload_too_large', {
+      detail: `The document at the URL is larger than the limit of ${limit} bytes`,
+      extensions: { limit },
+    });
+  const refused = error.reason === 'scheme' || error.reason === 'blocked_address';
+  return new AppError(refused ? 'url_not_allowed' : 'url_fetch_failed', {
+    detail: error.message,
+    extensions: {
+      reason: error.reason,
+      ...(error.status === undefined ? {} : { upstreamStatus: error.status }),
+    },
+  });
+}
