@@ -70,7 +70,9 @@ export class InProcessEventBus implements EventBus {
   }
   publish(event: LarderEvent): Promise<void> {
     // Asynchronous like the Redis bus, so publishers never run subscriber code on their own stack.
-    queueMicrotask(() => { this.#fanout.deliver(event); });
+    queueMicrotask(() => {
+      this.#fanout.deliver(event);
+    });
     return Promise.resolve();
   }
   subscribe(handler: EventHandler): () => void {
@@ -136,7 +138,10 @@ export class RedisEventBus implements EventBus {
   async close(): Promise<void> {
     const subscriber = this.#subscriber;
     this.#subscriber = undefined;
-    if (subscriber) await subscriber.quit().catch(() => { subscriber.disconnect(); });
+    if (subscriber)
+      await subscriber.quit().catch(() => {
+        subscriber.disconnect();
+      });
   }
 }
 
