@@ -65,6 +65,9 @@ describe.each(drivers())('documents (%s)', (driver) => {
         res.end(
           '<html><head><title>Fetched page</title></head><body><nav>Menu</nav><main><h1>Fetched page</h1><p>Hydroponic lettuce grows in nutrient water without soil.</p></main></body></html>',
         );
+      } else if (req.url === '/image.png') {
+        res.setHeader('content-type', 'image/png');
+        res.end(Buffer.from([0x89, 0x50, 0x4e, 0x47]));
       } else {
         res.statusCode = 404;
         res.end('nope');
@@ -261,6 +264,11 @@ describe.each(drivers())('documents (%s)', (driver) => {
       reason: 'http_status',
       upstreamStatus: 404,
     });
+    const image = await call('POST', `/v1/collections/${collectionId}/documents`, {
+      url: `${siteUrl}/image.png`,
+    });
+    expect(image.statusCode).toBe(422);
+    expect(image.json()).toMatchObject({ code: 'url_fetch_failed', reason: 'content_type' });
     const ftp = await call('POST', `/v1/collections/${collectionId}/documents`, {
       url: 'ftp://example.com/x',
     });

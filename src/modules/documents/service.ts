@@ -188,6 +188,7 @@ export class DocumentService {
       page = await safeFetch(input.url, {
         maxBytes: this.options.uploadLimitBytes,
         timeoutMs: this.options.urlFetchTimeoutMs,
+        allowedContentTypes: URL_CONTENT_TYPES,
         ...(this.options.allowPrivateUrls ? { allowPrivate: true } : {}),
       });
     } catch (error) {
@@ -436,6 +437,39 @@ export class DocumentService {
     return row;
   }
 
+  /**
+   * The live document with this `externalId` in a collection, or undefined: lets a sync tool
+   * (`larder ingest`/`import`) skip content it already stored without sending it again.
+   */
+  async findByExternalId(ws: WorkspaceContext, collectionId: string, externalId: string) {
+    assertPermission(ws, 'documents:read');
+    return withTenant(this.db, ws.id, (trx) =>
+      trx
+        .selectFrom('documents')
+        .select(['id', 'sha256', 'status', 'title', 'metadata'])
+        .where('workspace_id', '=', ws.id)
+        .where('collection_id', '=', collectionId)
+        .where('external_id', '=', externalId)
+        .where('deleted_at', 'is', null)
+        .executeTakeFirst(),
+    );
+  }
+
+  /** Processing state of documents by id (deleted ones are absent), for callers waiting on a batch. */
+  async statuses(ws: WorkspaceContext, ids: readonly string[]) {
+    assertPermission(ws, 'documents:read');
+    if (ids.length === 0) return [];
+    return withTenant(this.db, ws.id, (trx) =>
+      trx
+        .selectFrom('documents')
+        .select(['id', 'status', 'error'])
+        .where('workspace_id', '=', ws.id)
+        .where('id', 'in', ids)
+        .where('deleted_at', 'is', null)
+        .execute(),
+    );
+  }
+
   #find(trx: Trx, workspaceId: string, id: string) {
     return trx
       .selectFrom('documents')
@@ -613,6 +647,16 @@ async function precheck(file: SpooledFile, input: AddDocumentInput): Promise<str
   }
 }
 
+/** What a URL may answer with (sniffing then decides the format); anything else is refused unread. */
+const URL_CONTENT_TYPES = [
+  'text/*',
+  'application/pdf',
+  'application/json',
+  'application/xhtml+xml',
+  'application/xml',
+  'application/vnd.openxmlformats-officedocument.wordprocessingml.document',
+  'application/octet-stream',
+];
 const DOCX_MIME = 'application/vnd.openxmlformats-officedocument.wordprocessingml.document';
 const FORMAT_MIME = {
   html: 'text/html',
