@@ -5,8 +5,8 @@
  * `EmbeddingError('unavailable')`; a worker that dies while loading is not retried in a loop: what waits
  * fails, and the next request tries again. Idle workers are unref'd, so they never keep a process alive.
  */
-import { existsSync } from 'node:fs';
-import { Worker } from 'node:worker_threads';
+import type { Worker } from 'node:worker_threads';
+import { startModuleWorker } from '../../platform/threads/module-worker.js';
 import type { EmbedRequest, WorkerMessage } from './local-protocol.js';
 import { EmbeddingError } from './types.js';
 import { abortedError, checkVectors, raceAbort, throwIfAborted } from './vectors.js';
@@ -31,30 +31,6 @@ interface Slot {
 interface Waiter {
   resolve(dimensions: number): void;
   reject(error: EmbeddingError): void;
-}
-
-type WorkerSpec = { kind: 'file'; url: URL } | { kind: 'eval'; code: string };
-
-let workerSpec: WorkerSpec | undefined;
-
-/**
- * How to start a worker. Built (`dist/`): the compiled `local-worker.js` beside this file. From the
- * TypeScript sources (tsx, vitest): Node 20 workers do not inherit the module hooks registered in the
- * main thread (and ignore `--import tsx` in `execArgv` for the worker's entry), so a tiny bootstrap
- * registers tsx inside the worker and then imports `local-worker.ts`.
- */
-function resolveWorker(): WorkerSpec {
-  if (workerSpec) return workerSpec;
-  const compiled = new URL('./local-worker.js', import.meta.url);
-  if (existsSync(compiled)) {
-    workerSpec = { kind: 'file', url: compiled };
-  } else {
-    const source = new URL('./local-worker.ts', import.meta.url);
-    const tsx = import.meta.resolve('tsx/esm/api');
-    const code = `import(${JSON.stringify(tsx)}).then((tsx) => { tsx.register(); return import(${JSON.stringify(source.href)}); });`;
-    workerSpec = { kind: 'eval', code };
-  }
-  return workerSpec;
 }
 
 const closedError = (): EmbeddingError =>
@@ -140,8 +116,7 @@ export class LocalWorkerPool {
   }
 
   #spawn(): void {
-    const spec = resolveWorker();
-    const worker = spec.kind === 'file' ? new Worker(spec.url) : new Worker(spec.code, { eval: true });
+    const worker = startModuleWorker(import.meta.url, 'local-worker');
     const slot: Slot = { worker, ready: false, job: undefined, lastError: undefined };
     this.#slots.add(slot);
     worker.on('message', (message: WorkerMessage) => {

@@ -20,9 +20,11 @@
 import { createHash } from 'node:crypto';
 import { sql, type Transaction } from 'kysely';
 import { chunkDocument, type Chunk } from '../../ai/chunking/chunker.js';
-import { chunkTextStream } from '../../ai/chunking/stream.js';
+import { chunkTextStreamInThread } from '../../ai/chunking/thread.js';
 import { EmbeddingError, type EmbeddingProviderName } from '../../ai/embeddings/index.js';
+import { decodeText } from '../../ai/parsing/decode.js';
 import { ParseError, parseDocument } from '../../ai/parsing/index.js';
+import { parseMarkdown } from '../../ai/parsing/markdown.js';
 import type { Db } from '../../platform/db/database.js';
 import type { DB, DocumentStatus } from '../../platform/db/schema.js';
 import { withTenant } from '../../platform/db/tenant.js';
@@ -38,8 +40,17 @@ export interface DocumentJobPayload {
   version: number;
 }
 
-/** Plain text and Markdown above this size are parsed in windows instead of whole. */
-export const STREAM_THRESHOLD_BYTES = 8 * 1024 * 1024;
+/**
+ * Plain text and Markdown are always streamed through the windowed chunker: it gives the same chunks
+ * as a whole-document parse (tested) while parsing in small slices. A whole parse of Markdown costs
+ * ~200 bytes of memory per character: a 1 MB file alone took the worker past 500 MB.
+ */
+const STREAMED_FORMATS: Record<string, 'markdown' | 'text'> = {
+  'text/markdown': 'markdown',
+  'text/plain': 'text',
+};
+/** Bytes read to find a Markdown document's title (its first H1). */
+const TITLE_HEAD_BYTES = 64 * 1024;
 /** Chunks per INSERT. */
 const INSERT_BATCH = 500;
 
@@ -67,7 +78,11 @@ async function setStatus(
   });
 }
 
-/** Marks the document failed (if it is still this version) and tells listeners. */
+/**
+ * Marks the document failed (if it is still this version and still in flight) and tells listeners.
+ * A run that timed out can go on beside its retry: whichever of them fails must not undo a document
+ * the other one already finished.
+ */
 async function fail(db: Db, ctx: JobContext, payload: DocumentJobPayload, reason: string) {
   const error = reason.slice(0, 2000);
   const row = await withTenant(db, payload.workspaceId, (trx) =>
@@ -77,6 +92,7 @@ async function fail(db: Db, ctx: JobContext, payload: DocumentJobPayload, reason
       .where('workspace_id', '=', payload.workspaceId)
       .where('id', '=', payload.documentId)
       .where('version', '=', payload.version)
+      .where('status', 'in', ['queued', 'parsing', 'searchable'])
       .returning('collection_id')
       .executeTakeFirst(),
   );
@@ -131,24 +147,18 @@ export async function ingestDocument(payload: DocumentJobPayload, ctx: JobContex
   };
   const embeds = collection.embedding_provider !== null;
   const bytes = doc.bytes ?? 0;
-  const streamFormat =
-    bytes > STREAM_THRESHOLD_BYTES
-      ? doc.mime === 'text/markdown'
-        ? 'markdown'
-        : doc.mime === 'text/plain'
-          ? 'text'
-          : undefined
-      : undefined;
+  const streamFormat = doc.mime === null ? undefined : STREAMED_FORMATS[doc.mime];
 
   try {
     let title: string | undefined;
     let mime = doc.mime;
     let source: (trx: Trx) => AsyncIterable<Chunk[]>;
     if (streamFormat) {
+      if (streamFormat === 'markdown') title = await markdownTitle(db, ws, doc.id);
       let read = 0;
       let reported = 0;
       source = (trx) =>
-        chunkTextStream(
+        chunkTextStreamInThread(
           (async function* () {
             for await (const part of blobParts(trx, ws, doc.id)) {
               read += part.length;
@@ -167,7 +177,7 @@ export async function ingestDocument(payload: DocumentJobPayload, ctx: JobContex
               yield part;
             }
           })(),
-          { format: streamFormat, ...chunking },
+          { format: streamFormat, windowChars: 256_000, ...chunking },
         );
     } else {
       const data = await readAll(db, ws, doc.id);
@@ -245,6 +255,21 @@ export async function ingestDocument(payload: DocumentJobPayload, ctx: JobContex
     if (lastAttempt(ctx, retryLimit)) await fail(db, ctx, payload, `processing failed: ${describe(error)}`);
     throw error;
   }
+}
+
+/** The first H1 of a Markdown document, from its first bytes. */
+async function markdownTitle(db: Db, ws: string, documentId: string): Promise<string | undefined> {
+  const first = await withTenant(db, ws, (trx) =>
+    trx
+      .selectFrom('document_blobs')
+      .select(sql<Uint8Array>`substring(data from 1 for ${TITLE_HEAD_BYTES})`.as('head'))
+      .where('workspace_id', '=', ws)
+      .where('document_id', '=', documentId)
+      .where('part', '=', 0)
+      .executeTakeFirst(),
+  );
+  if (!first) return undefined;
+  return parseMarkdown(decodeText(first.head).text).title;
 }
 
 /** Reads part after part, each with its own query on `trx`. */
