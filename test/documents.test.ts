@@ -26,6 +26,7 @@ interface ChunkBody {
   charEnd: number;
   headingPath: string[];
   page: number | null;
+  pageEnd: number | null;
 }
 
 const README = new URL('../README.md', import.meta.url);
@@ -40,6 +41,16 @@ describe.each(drivers())('documents (%s)', (driver) => {
 
   const call = (method: 'GET' | 'POST' | 'PATCH' | 'DELETE', url: string, payload?: object, s = owner) =>
     t.app.inject({ method, url, headers: authHeaders(s), ...(payload ? { payload } : {}) });
+
+  /** Every chunk's text equals the original re-parsed and sliced by the chunk's span. */
+  const expectExactSpans = async (id: string, filename: string) => {
+    const download = await call('GET', `/v1/documents/${id}/content`);
+    const parsed = await parseDocument(new Uint8Array(download.rawPayload), { filename });
+    const chunks = await chunksOf(id);
+    expect(chunks.length).toBeGreaterThan(0);
+    for (const chunk of chunks) expect(parsed.text.slice(chunk.charStart, chunk.charEnd)).toBe(chunk.text);
+    return { parsed, chunks };
+  };
 
   const chunksOf = async (id: string) => {
     const res = await call('GET', `/v1/documents/${id}/chunks?limit=500`);
@@ -203,7 +214,8 @@ describe.each(drivers())('documents (%s)', (driver) => {
     expect(a).toMatchObject({ status: 'ready', title: 'Compost notes', mime: 'text/plain' });
     expect(b).toMatchObject({ status: 'ready', mime: 'application/json' });
     expect(c).toMatchObject({ status: 'ready', title: 'Fetched page', mime: 'text/html' });
-    const pageChunks = await chunksOf(c.id);
+    const { chunks: pageChunks } = await expectExactSpans(c.id, 'page.html');
+    await expectExactSpans(b.id, 'data.json');
     expect(pageChunks.map((x) => x.text).join(' ')).toContain('Hydroponic lettuce');
     expect(pageChunks.map((x) => x.text).join(' ')).not.toContain('Menu');
   });
@@ -221,9 +233,10 @@ describe.each(drivers())('documents (%s)', (driver) => {
     const docxDoc = await waitForStatus(t.app, owner, d.json<AddBody>().document.id);
     expect(pdfDoc).toMatchObject({ status: 'ready', mime: 'application/pdf' });
     expect(docxDoc.status).toBe('ready');
-    const pdfChunks = await chunksOf(pdfDoc.id);
-    expect(pdfChunks[0]?.page).toBe(1);
-    expect((await chunksOf(docxDoc.id))[0]?.headingPath).toEqual(['Quarterly plan']);
+    const { chunks: pdfChunks } = await expectExactSpans(pdfDoc.id, 'fruit.pdf');
+    expect(pdfChunks[0]).toMatchObject({ page: 1, pageEnd: 2 });
+    const { chunks: docxChunks } = await expectExactSpans(docxDoc.id, 'plan.docx');
+    expect(docxChunks[0]?.headingPath).toEqual(['Quarterly plan']);
   });
 
   it('refuses what it cannot index: 413 too large, 415 unsupported, 422 empty, URL guard; nothing is stored', async () => {
