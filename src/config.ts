@@ -333,6 +333,16 @@ export const settings = {
     schema: Type.String({ default: '' }),
     doc: 'Text put before every chunk (e.g. `search_document: ` for nomic, `passage: ` for e5).',
   },
+  jobTimeoutSeconds: {
+    env: 'LARDER_JOB_TIMEOUT_SECONDS',
+    schema: Type.Optional(Type.Integer({ minimum: 1, maximum: 86_399 })),
+    doc: 'A job still running after this long is presumed lost (its worker crashed or was killed) and is retried. Unset: each job’s own limit (ingest 30 min, embedding 60 min, others 15 min). Keep it above the longest legitimate run (a retry meanwhile is harmless but wasted work) and the same in every process (a job keeps the limit it was enqueued with).',
+  },
+  jobMaintenanceIntervalSeconds: {
+    env: 'LARDER_JOB_MAINTENANCE_INTERVAL_SECONDS',
+    schema: Type.Integer({ minimum: 1, maximum: 3600, default: 120 }),
+    doc: 'How often workers look for timed-out jobs (and archive finished ones): a crashed worker’s jobs are retried within the job timeout plus this.',
+  },
 } as const satisfies Record<string, { env: string; schema: TSchema; doc: string; secret?: boolean }>;
 
 type Settings = typeof settings;

@@ -43,9 +43,31 @@ describe.each(drivers())('job queue (%s)', (driver) => {
     },
   });
 
+  const doomedAttempts: number[] = [];
+  const buried: string[] = [];
+  const dead = defineJob({
+    name: 'test.dead',
+    payload: Type.Object({ key: Type.String() }),
+    retry: { limit: 0, delaySeconds: 0, backoff: false },
+    async handler({ key }) {
+      buried.push(key);
+      return { buried: key };
+    },
+  });
+  const doomed = defineJob({
+    name: 'test.doomed',
+    payload: Type.Object({ key: Type.String() }),
+    retry: { limit: 1, delaySeconds: 0, backoff: false },
+    deadLetter: 'test.dead',
+    async handler(_payload, ctx) {
+      doomedAttempts.push(ctx.retryCount);
+      throw new Error('always fails');
+    },
+  });
+
   beforeAll(async () => {
     t = await createTestDatabase(driver);
-    jobs = new JobQueue(jobDeps(t.config, t.database, silentLogger), [purgeExpiredJob, flaky], {
+    jobs = new JobQueue(jobDeps(t.config, t.database, silentLogger), [purgeExpiredJob, flaky, dead, doomed], {
       work: true,
       concurrency: 1,
       pollingIntervalSeconds: 0.5,
@@ -101,6 +123,13 @@ describe.each(drivers())('job queue (%s)', (driver) => {
     }, 'flaky job to complete');
     expect(done.output).toEqual({ attempts: 2 });
     expect(attempts.get(`k-${driver}`)).toBe(2);
+  });
+
+  it('tells handlers their attempt, and hands a job that fails for good to its dead-letter queue', async () => {
+    const key = `doomed-${driver}`;
+    await jobs.send(doomed, { key });
+    await waitFor(async () => (buried.includes(key) ? true : null), 'dead letter to run');
+    expect(doomedAttempts).toEqual([0, 1]);
   });
 
   it('enqueues inside a transaction: a rollback leaves no job behind', async () => {

@@ -16,12 +16,26 @@ const DocumentPayload = Type.Object({
   version: Type.Integer({ minimum: 1 }),
 });
 
+/**
+ * Where an ingest or embed job goes when it fails for good, retries spent, including by timeouts (a
+ * worker killed mid-job never reaches the handler's own last-attempt code): marks the document
+ * `failed` if it is still in flight at that version, so nothing stays `parsing` forever.
+ */
+export const documentJobFailedJob = defineJob({
+  name: 'documents.failed',
+  payload: DocumentPayload,
+  retry: { limit: 5, delaySeconds: 10, backoff: true },
+  expireInSeconds: 5 * 60,
+  handler: async (payload, ctx): Promise<unknown> => (await pipeline()).failAbandoned(payload, ctx),
+});
+
 /** Parse, chunk and index lexically: queued → parsing → searchable (or ready without embeddings). */
 export const ingestDocumentJob = defineJob({
   name: 'documents.ingest',
   payload: DocumentPayload,
   retry: { limit: 4, delaySeconds: 5, backoff: true },
   expireInSeconds: 30 * 60,
+  deadLetter: documentJobFailedJob.name,
   handler: async (payload, ctx): Promise<unknown> =>
     (await pipeline()).ingestDocument(payload, ctx, ingestDocumentJob.retry.limit),
 });
@@ -32,6 +46,7 @@ export const embedDocumentJob = defineJob({
   payload: DocumentPayload,
   retry: { limit: 6, delaySeconds: 10, backoff: true },
   expireInSeconds: 60 * 60,
+  deadLetter: documentJobFailedJob.name,
   handler: async (payload, ctx): Promise<unknown> =>
     (await pipeline()).embedDocument(payload, ctx, embedDocumentJob.retry.limit),
 });
@@ -45,4 +60,4 @@ export const reembedCollectionJob = defineJob({
   handler: async (payload, ctx): Promise<unknown> => (await pipeline()).reembedCollection(payload, ctx),
 });
 
-export const documentJobs = [ingestDocumentJob, embedDocumentJob, reembedCollectionJob];
+export const documentJobs = [documentJobFailedJob, ingestDocumentJob, embedDocumentJob, reembedCollectionJob];

@@ -20,6 +20,7 @@
 import { createHash } from 'node:crypto';
 import { sql, type Transaction } from 'kysely';
 import { chunkDocument, type Chunk } from '../../ai/chunking/chunker.js';
+import { chunkTextStream } from '../../ai/chunking/stream.js';
 import { chunkTextStreamInThread } from '../../ai/chunking/thread.js';
 import { EmbeddingError, type EmbeddingProviderName } from '../../ai/embeddings/index.js';
 import { decodeText } from '../../ai/parsing/decode.js';
@@ -49,6 +50,12 @@ const STREAMED_FORMATS: Record<string, 'markdown' | 'text'> = {
   'text/markdown': 'markdown',
   'text/plain': 'text',
 };
+/**
+ * Above this size the windowed chunker runs in a worker thread with a capped heap (see
+ * ai/chunking/thread.ts); below it, in the job's own thread: starting a thread costs more than
+ * chunking a small document, and its garbage is small.
+ */
+const THREAD_THRESHOLD_BYTES = 1024 * 1024;
 /** Bytes read to find a Markdown document's title (its first H1). */
 const TITLE_HEAD_BYTES = 64 * 1024;
 /** Chunks per INSERT. */
@@ -98,6 +105,17 @@ async function fail(db: Db, ctx: JobContext, payload: DocumentJobPayload, reason
   );
   if (row) await setStatus(ctx, payload, row.collection_id, 'failed', error);
   ctx.log.warn({ documentId: payload.documentId, reason: error }, 'document failed');
+}
+
+/** Dead letter of the document jobs: their retries are spent (errors or timeouts). */
+export async function failAbandoned(payload: DocumentJobPayload, ctx: JobContext) {
+  await fail(
+    ctx.deps.database.db,
+    ctx,
+    payload,
+    'processing failed: the job kept failing or timing out (LARDER_JOB_TIMEOUT_SECONDS) until its retries ran out',
+  );
+  return { failed: true };
 }
 
 const lastAttempt = (ctx: JobContext, retryLimit: number) => ctx.retryCount >= retryLimit;
@@ -157,8 +175,9 @@ export async function ingestDocument(payload: DocumentJobPayload, ctx: JobContex
       if (streamFormat === 'markdown') title = await markdownTitle(db, ws, doc.id);
       let read = 0;
       let reported = 0;
+      const chunker = bytes > THREAD_THRESHOLD_BYTES ? chunkTextStreamInThread : chunkTextStream;
       source = (trx) =>
-        chunkTextStreamInThread(
+        chunker(
           (async function* () {
             for await (const part of blobParts(trx, ws, doc.id)) {
               read += part.length;

@@ -58,6 +58,11 @@ export interface JobDefinition<S extends TSchema = TSchema> {
   expireInSeconds: number;
   /** Optional cron expression (UTC): the job is enqueued on this schedule by the worker. */
   schedule?: string;
+  /**
+   * Queue that receives the payload when this job fails for good, its retries spent, timeouts
+   * included (a worker that died never runs a handler's own last-attempt code). Must be defined too.
+   */
+  deadLetter?: string;
   handler(payload: Static<S>, ctx: JobContext): Promise<unknown>;
 }
 

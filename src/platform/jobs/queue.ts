@@ -52,7 +52,11 @@ export class JobQueue {
     this.#boss = new PgBoss({
       db: { executeSql: (text: string, values: unknown[]) => database.executeSql(text, values) },
       schema: JOB_SCHEMA,
+      // Supervision fails jobs that outlived their expiry into a retry. pg-boss has no heartbeat, so
+      // this is how a job whose worker died (SIGKILL, OOM, lost node) runs again: after at most its
+      // expiry plus this interval. Every worker supervises; pg-boss lets one run per interval.
       supervise: options.work,
+      maintenanceIntervalSeconds: deps.config.jobMaintenanceIntervalSeconds,
       schedule: options.work,
       migrate: true,
     });
@@ -69,12 +73,21 @@ export class JobQueue {
     if (this.#started) return;
     await this.#boss.start();
     this.#started = true;
-    for (const def of this.#definitions.values()) {
+    // Dead-letter queues first: a queue names its dead-letter queue by foreign key.
+    const ordered = [...this.#definitions.values()].sort(
+      (a, b) => Number(a.deadLetter !== undefined) - Number(b.deadLetter !== undefined),
+    );
+    for (const def of ordered) {
+      if (def.deadLetter !== undefined && !this.#definitions.has(def.deadLetter))
+        throw new Error(`job ${def.name}: dead-letter queue ${def.deadLetter} is not registered`);
+      // The queue's policy is copied into each job when it is enqueued, so the timeout a job gets is
+      // the one of the process that enqueued it: every process must use the same settings.
       const policy = {
         retryLimit: def.retry.limit,
         retryDelay: def.retry.delaySeconds,
         retryBackoff: def.retry.backoff,
-        expireInSeconds: def.expireInSeconds,
+        expireInSeconds: this.expireInSeconds(def),
+        ...(def.deadLetter === undefined ? {} : { deadLetter: def.deadLetter }),
       };
       await this.#boss.createQueue(def.name, { name: def.name, ...policy });
       await this.#boss.updateQueue(def.name, { name: def.name, ...policy });
@@ -83,11 +96,22 @@ export class JobQueue {
     for (const def of this.#definitions.values()) {
       if (def.schedule) await this.#boss.schedule(def.name, def.schedule, {}, { tz: 'UTC' });
       for (let i = 0; i < this.options.concurrency; i++) {
-        await this.#boss.work(
+        const worker: { id?: string } = {};
+        worker.id = await this.#boss.work(
           def.name,
-          { batchSize: 1, pollingIntervalSeconds: this.options.pollingIntervalSeconds ?? 2 },
+          {
+            batchSize: 1,
+            pollingIntervalSeconds: this.options.pollingIntervalSeconds ?? 2,
+            // Without it pg-boss leaves out `retryCount`, and handlers never know their last attempt.
+            includeMetadata: true,
+          },
           // pg-boss stores the returned value as the job's output.
-          async ([job]) => (job ? this.#run(def, job) : undefined),
+          async ([job]) => {
+            // pg-boss waits a polling interval after every fetch, even a successful one; a worker
+            // that just ran a job fetches the next at once, so a backlog drains at full speed.
+            if (worker.id) this.#boss.notifyWorker(worker.id);
+            return job ? this.#run(def, job) : undefined;
+          },
         );
       }
     }
@@ -97,7 +121,12 @@ export class JobQueue {
     );
   }
 
-  async #run(def: JobDefinition, job: PgBoss.Job<unknown>): Promise<unknown> {
+  /** The time a job may run before it is presumed lost and retried (`LARDER_JOB_TIMEOUT_SECONDS`). */
+  expireInSeconds(def: JobDefinition): number {
+    return this.deps.config.jobTimeoutSeconds ?? def.expireInSeconds;
+  }
+
+  async #run(def: JobDefinition, job: PgBoss.JobWithMetadata<unknown>): Promise<unknown> {
     const log = this.deps.logger.child({ jobId: job.id, queue: def.name });
     if (!Value.Check(def.payload, job.data)) {
       // Retrying cannot fix a malformed payload; fail it and keep the reason.
@@ -105,15 +134,19 @@ export class JobQueue {
       throw new Error('invalid job payload');
     }
     const started = performance.now();
-    const retryCount = (job as PgBoss.Job<unknown> & { retryCount?: number }).retryCount ?? 0;
+    // pg-boss fails (and retries) a job that outlives its expiry but cannot stop the handler, which
+    // would run on beside its retry; aborting at the same moment lets it stop at its next safe point.
+    // `expireInSeconds` is typed a number but is a numeric column: a string from the driver.
+    const expireIn: unknown = job.expireInSeconds;
+    const expired = AbortSignal.timeout(Number(expireIn) * 1000);
     try {
       const output = await def.handler(job.data, {
         jobId: job.id,
-        retryCount,
+        retryCount: job.retryCount,
         log,
         deps: this.deps,
         queue: this,
-        signal: this.#abort.signal,
+        signal: AbortSignal.any([this.#abort.signal, expired]),
       });
       log.info({ ms: Math.round(performance.now() - started) }, 'job completed');
       return output;
