@@ -5,12 +5,16 @@
  *   larder serve     # HTTP API (and, in embedded mode, the background worker)
  *   larder worker    # background job processor
  *   larder migrate   # apply pending database migrations
+ *   larder ingest ./docs --collection Handbook   # add a folder's files
+ *   larder import --jsonl corpus.jsonl --collection Corpus
  */
-import { Command, Option } from 'commander';
+import { Command, InvalidArgumentError, Option } from 'commander';
 import { ConfigError, loadConfig, settings } from '../config.js';
 import { StartupError } from '../platform/errors.js';
 import { createLogger } from '../platform/logger.js';
 import { type CreateUserOptions, createUserCommand } from './admin.js';
+import { type ImportOptions, importCommand } from './import.js';
+import { type IngestOptions, ingestCommand } from './ingest.js';
 import { migrateCommand } from './migrate.js';
 import { serveCommand } from './serve.js';
 import { workerCommand } from './worker.js';
@@ -96,6 +100,63 @@ export function buildCli(): Command {
     )
     .option('--json', 'print the outcome as JSON')
     .action((opts: { json?: boolean }) => withConfig((ctx) => migrateCommand(ctx, opts)));
+
+  const collect = (value: string, previous: string[]) => [...previous, value];
+  const concurrency = new Option('--concurrency <n>', 'items stored at once (1–64)')
+    .default(4)
+    .argParser((value) => {
+      const n = Number(value);
+      if (!Number.isInteger(n) || n < 1 || n > 64)
+        throw new InvalidArgumentError('must be an integer from 1 to 64');
+      return n;
+    });
+  const ingestionHelp = `
+Each item goes through the same pipeline as the HTTP API. Unchanged content is skipped (sha256 compared
+with the stored document of the same external id), so running the command again resumes an interrupted
+run. Server mode (DATABASE_URL): documents are queued for "larder worker"; --wait waits until they are
+ready. Embedded mode: the command processes the documents itself and returns when they are indexed
+(stop "larder serve" first: one process per data directory).
+Progress is shown on stderr; stdout has the summary (one JSON object with --json).
+Exit status: 0 all done, 2 some items failed (listed), 1 fatal error, 78 invalid configuration.`;
+
+  program
+    .command('ingest')
+    .description(
+      'Add a file, a folder (recursively) or an http(s) URL to a collection (created if missing). A file’s ' +
+        'external id is its path relative to the folder.',
+    )
+    .argument('<path|url>', 'file, folder or http(s) URL')
+    .requiredOption(
+      '--collection <name>',
+      'collection name (case-insensitive); created with the default settings if missing',
+    )
+    .option('--workspace <slug|id>', 'workspace (default: the only one)')
+    .option('--include <glob>', 'only files matching (repeatable; `*.md` matches at any depth)', collect, [])
+    .option('--exclude <glob>', 'skip files and folders matching (repeatable)', collect, [])
+    .option('--no-default-excludes', 'also read dot-files, dot-folders and node_modules')
+    .option('--json', 'print the summary as one JSON object')
+    .option('--wait', 'server mode: wait until every document is processed')
+    .addOption(concurrency)
+    .addHelpText('after', ingestionHelp)
+    .action((source: string, opts: IngestOptions) => withConfig((ctx) => ingestCommand(ctx, source, opts)));
+
+  program
+    .command('import')
+    .description(
+      'Import a JSONL file, one document per line: {"_id", "title"?, "text", "metadata"?, "mime"?}; other ' +
+        'fields go into the metadata (BEIR corpora import as they are).',
+    )
+    .requiredOption('--jsonl <file>', 'the JSONL file (streamed, any size)')
+    .requiredOption(
+      '--collection <name>',
+      'collection name (case-insensitive); created with the default settings if missing',
+    )
+    .option('--workspace <slug|id>', 'workspace (default: the only one)')
+    .option('--json', 'print the summary as one JSON object')
+    .option('--wait', 'server mode: wait until every document is processed')
+    .addOption(concurrency)
+    .addHelpText('after', ingestionHelp)
+    .action((opts: ImportOptions) => withConfig((ctx) => importCommand(ctx, opts)));
 
   const admin = program.command('admin').description('Operator tasks');
   admin

@@ -208,6 +208,20 @@ export class CollectionService {
     return row;
   }
 
+  /** The live collection with this name, compared case-insensitively as the unique index does. */
+  async findByName(ws: WorkspaceContext, name: string) {
+    assertPermission(ws, 'documents:read');
+    return withTenant(this.db, ws.id, (trx) =>
+      trx
+        .selectFrom('collections')
+        .select(COLUMNS)
+        .where('workspace_id', '=', ws.id)
+        .where(sql<string>`lower(name)`, '=', sql<string>`lower(${name})`)
+        .where('deleted_at', 'is', null)
+        .executeTakeFirst(),
+    );
+  }
+
   /**
    * Updates settings. Changing the embedding model of a collection that has documents queues a
    * re-embed of every document (collections.reembed, in the same transaction); lexical search keeps
