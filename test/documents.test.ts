@@ -319,10 +319,22 @@ describe.each(drivers())('documents (%s)', (driver) => {
     expect((await waitForStatus(t.app, owner, fine.json<AddBody>().document.id)).status).toBe('ready');
     expect(await chunksOf(failed.id)).toEqual([]);
 
+    // Sending the same bytes again asks for another try, not a silent `duplicate`.
+    const resent = await upload(t.app, owner, collectionId, {
+      filename: 'broken.pdf',
+      data: '%PDF-1.7\n garbage that is no pdf',
+    });
+    expect(resent.json()).toMatchObject({
+      outcome: 'requeued',
+      document: { id: failed.id, status: 'queued', version: failed.version + 1 },
+    });
+    const refailed = await waitForStatus(t.app, owner, failed.id);
+    expect(refailed).toMatchObject({ status: 'failed', version: failed.version + 1 });
+
     // Reprocess puts it back in the queue with a new version; it fails again, for the same reason.
     const again = await call('POST', `/v1/documents/${failed.id}/reprocess`);
     expect(again.statusCode).toBe(202);
-    expect(again.json()).toMatchObject({ status: 'queued', version: failed.version + 1, error: null });
+    expect(again.json()).toMatchObject({ status: 'queued', version: failed.version + 2, error: null });
     expect((await waitForStatus(t.app, owner, failed.id)).status).toBe('failed');
   });
 

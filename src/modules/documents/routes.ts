@@ -77,9 +77,9 @@ export const presentDocument = (r: DocumentRow) => ({
 });
 
 const AddResultSchema = Type.Object({
-  outcome: Type.Enum(['created', 'updated', 'unchanged', 'duplicate'], {
+  outcome: Type.Enum(['created', 'updated', 'unchanged', 'duplicate', 'requeued'], {
     description:
-      '`created`: new document queued; `updated`: same externalId, new content, re-queued; `unchanged`: same externalId and content; `duplicate`: the same bytes are already in the collection (that document is returned)',
+      '`created`: new document queued; `updated`: same externalId, new content, re-queued; `unchanged`: same externalId and content; `requeued`: same externalId and content, but its processing had failed, so it is queued again; `duplicate`: the same bytes are already in the collection (that document is returned)',
   }),
   document: DocumentSchema,
 });

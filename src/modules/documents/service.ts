@@ -78,7 +78,7 @@ export interface DocumentRow {
   updated_at: Date;
 }
 
-export type AddOutcome = 'created' | 'updated' | 'unchanged' | 'duplicate';
+export type AddOutcome = 'created' | 'updated' | 'unchanged' | 'duplicate' | 'requeued';
 
 export interface AddDocumentInput {
   /** The bytes, streamed (an upload) or whole (raw text). */
@@ -164,7 +164,7 @@ export class DocumentService {
       const result = await withTenant(this.db, ws.id, (trx) =>
         this.#store(trx, ws, createdBy, collectionId, input, file, mime, audit),
       );
-      if (result.outcome === 'created' || result.outcome === 'updated')
+      if (result.outcome !== 'unchanged' && result.outcome !== 'duplicate')
         await this.#published(ws.id, result.document);
       return result;
     } finally {
@@ -263,9 +263,23 @@ export class DocumentService {
         ? undefined
         : await live().where('external_id', '=', input.externalId).forUpdate().executeTakeFirst();
 
+    // The same bytes again after a failure: the caller wants another try (a fixed parser, a provider
+    // back up), not a silent no-op.
+    const retry = async (id: string): Promise<AddResult> => {
+      const document = await this.#requeue(trx, ws.id, id);
+      await recordAudit(trx, {
+        ...audit,
+        workspaceId: ws.id,
+        action: 'document.reprocessed',
+        target: { type: 'document', id },
+      });
+      return { outcome: 'requeued', document };
+    };
     if (existing?.sha256 === file.sha256) {
       const changed = await this.#applyDetails(trx, ws.id, existing.id, input);
-      return { outcome: 'unchanged', document: changed ?? existing };
+      return existing.status === 'failed'
+        ? retry(existing.id)
+        : { outcome: 'unchanged', document: changed ?? existing };
     }
     if (!existing) {
       const twin = await live()
@@ -273,7 +287,7 @@ export class DocumentService {
         .orderBy('created_at')
         .limit(1)
         .executeTakeFirst();
-      if (twin) return { outcome: 'duplicate', document: twin };
+      if (twin) return twin.status === 'failed' ? retry(twin.id) : { outcome: 'duplicate', document: twin };
     }
 
     const title = input.title ?? input.filename ?? input.sourceUri ?? 'Untitled';
@@ -292,7 +306,13 @@ export class DocumentService {
           mime,
           filename: input.filename ?? null,
           source_uri: input.sourceUri ?? null,
-          ...(input.title === undefined ? { auto_title: true } : { title: input.title, auto_title: false }),
+          // Without a new title, a title the caller once set stays; a title taken from the old
+          // content gives way to the new file's name until the parser finds one in the content.
+          ...(input.title === undefined
+            ? {
+                title: sql<string>`case when auto_title then coalesce(${input.filename ?? null}, title) else title end`,
+              }
+            : { title: input.title, auto_title: false }),
           ...(input.metadata === undefined ? {} : { metadata: JSON.stringify(input.metadata) }),
           status: 'queued' as const,
           error: null,
@@ -360,6 +380,19 @@ export class DocumentService {
       .where('id', '=', id)
       .returning(DOCUMENT_COLUMNS)
       .executeTakeFirstOrThrow()) as DocumentRow;
+  }
+
+  /** Back to `queued` with a new version, and its ingest job. */
+  async #requeue(trx: Trx, workspaceId: string, id: string): Promise<DocumentRow> {
+    const row = (await trx
+      .updateTable('documents')
+      .set((eb) => ({ status: 'queued' as const, error: null, version: eb('version', '+', 1) }))
+      .where('workspace_id', '=', workspaceId)
+      .where('id', '=', id)
+      .returning(DOCUMENT_COLUMNS)
+      .executeTakeFirstOrThrow()) as DocumentRow;
+    await this.#enqueueIngest(trx, workspaceId, row);
+    return row;
   }
 
   async #enqueueIngest(trx: Trx, workspaceId: string, document: Pick<DocumentRow, 'id' | 'version'>) {
@@ -536,14 +569,7 @@ export class DocumentService {
     const row = await withTenant(this.db, ws.id, async (trx) => {
       const found = await this.#find(trx, ws.id, id).forUpdate().executeTakeFirst();
       if (!found) throw notFound();
-      const updated = (await trx
-        .updateTable('documents')
-        .set((eb) => ({ status: 'queued' as const, error: null, version: eb('version', '+', 1) }))
-        .where('workspace_id', '=', ws.id)
-        .where('id', '=', id)
-        .returning(DOCUMENT_COLUMNS)
-        .executeTakeFirstOrThrow()) as DocumentRow;
-      await this.#enqueueIngest(trx, ws.id, updated);
+      const updated = await this.#requeue(trx, ws.id, id);
       await recordAudit(trx, {
         ...audit,
         workspaceId: ws.id,
