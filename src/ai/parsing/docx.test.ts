@@ -56,6 +56,17 @@ describe('parseDocument: DOCX', () => {
     await expect(parseDocument(bytes, {})).rejects.toMatchObject({ name: 'ParseError', reason: 'too_large' });
   });
 
+  it('refuses an XML entity bomb ("billion laughs") without expanding it', async () => {
+    const lol = ['<!ENTITY lol "lol">'];
+    for (let i = 1; i < 10; i++) lol.push(`<!ENTITY lol${i} "${`&lol${i === 1 ? '' : i - 1};`.repeat(10)}">`);
+    const bomb = `<?xml version="1.0"?><!DOCTYPE w:document [${lol.join('')}]><w:document xmlns:w="http://schemas.openxmlformats.org/wordprocessingml/2006/main"><w:body><w:p><w:r><w:t>&lol9;</w:t></w:r></w:p></w:body></w:document>`;
+    const bytes = await buildDocx(docxParagraph('placeholder'), { 'word/document.xml': bomb });
+    await expect(parseDocument(bytes, {})).rejects.toMatchObject({
+      name: 'ParseError',
+      reason: 'unsupported',
+    });
+  });
+
   it('refuses an entry that inflates past the limit even when its declared size lies', async () => {
     const bytes = await buildDocx(docxParagraph('tiny'), { 'word/media/zeros.bin': new Uint8Array(200_000) });
     forgeUncompressedSize(bytes, 'word/media/zeros.bin', 10);

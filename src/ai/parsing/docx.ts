@@ -61,27 +61,51 @@ async function assertInflatedSizeWithin(zip: JSZip, limit: number): Promise<void
 
   let total = 0;
   for (const entry of entries) {
-    total += await inflatedSize(entry, limit - total);
+    total += await inflatedSize(entry, limit - total, /\.(xml|rels)$/i.test(entry.name));
   }
 }
+
+/**
+ * Office Open XML never declares a DTD; a part that does is an XML bomb ("billion laughs": entities
+ * that expand exponentially) or an external-entity probe, refused before any XML parser sees it.
+ */
+const DTD = /<!(DOCTYPE|ENTITY)/i;
 
 function declaredSize(entry: JSZip.JSZipObject): number {
   const size = (entry as unknown as { _data?: { uncompressedSize?: unknown } })._data?.uncompressedSize;
   return typeof size === 'number' ? size : 0;
 }
 
-/** Inflates an entry without keeping it, stopping as soon as it exceeds `budget` bytes. */
-function inflatedSize(entry: JSZip.JSZipObject, budget: number): Promise<number> {
+/**
+ * Inflates an entry without keeping it, stopping as soon as it exceeds `budget` bytes; XML parts are
+ * scanned for DTDs on the way (the tail of the previous piece is kept so a match across pieces counts).
+ */
+function inflatedSize(entry: JSZip.JSZipObject, budget: number, xml: boolean): Promise<number> {
   return new Promise((resolve, reject) => {
     const stream = entry.nodeStream('nodebuffer') as NodeJS.ReadableStream & { destroy?: () => void };
     let size = 0;
+    let tail = '';
+    const stop = (error: ParseError) => {
+      stream.removeAllListeners('data');
+      stream.pause();
+      stream.destroy?.();
+      reject(error);
+    };
     stream.on('data', (chunk: Buffer) => {
       size += chunk.length;
       if (size > budget) {
-        stream.removeAllListeners('data');
-        stream.pause();
-        stream.destroy?.();
-        reject(tooLarge(budget));
+        stop(tooLarge(budget));
+        return;
+      }
+      if (xml) {
+        const text = tail + chunk.toString('latin1');
+        if (DTD.test(text)) {
+          stop(
+            new ParseError('unsupported', `the DOCX part ${entry.name} declares a DTD (an XML entity bomb?)`),
+          );
+          return;
+        }
+        tail = text.slice(-16);
       }
     });
     stream.on('end', () => {
