@@ -212,6 +212,12 @@ describe.each(drivers())('documents (%s)', (driver) => {
       [text, json, url].map((r) => waitForStatus(t.app, owner, r.json<AddBody>().document.id)),
     )) as [DocumentBody, DocumentBody, DocumentBody];
     expect(a).toMatchObject({ status: 'ready', title: 'Compost notes', mime: 'text/plain' });
+    // BM25's document length: lexeme occurrences after stemming and stop words (about is one).
+    const { rows: lengths } = await sql<{ lexeme_count: number; tsv: string }>`
+      select lexeme_count, tsv::text from chunks where document_id = ${a.id}`.execute(t.db.database.db);
+    expect(lengths).toEqual([
+      { lexeme_count: 5, tsv: "'compost':4 'kitchen':5 'note':2 'plain':1 'wast':6" },
+    ]);
     expect(b).toMatchObject({ status: 'ready', mime: 'application/json' });
     expect(c).toMatchObject({ status: 'ready', title: 'Fetched page', mime: 'text/html' });
     const { chunks: pageChunks } = await expectExactSpans(c.id, 'page.html');

@@ -337,16 +337,17 @@ async function insertChunks(
   const inputs = chunks.map((c) => embeddingInput(c.headingPath, c.text));
   await sql`
     insert into chunks (workspace_id, collection_id, document_id, ordinal, text, token_count, heading_path,
-                        char_start, char_end, page, page_end, content_hash, tsv)
+                        char_start, char_end, page, page_end, content_hash, tsv, lexeme_count)
     select ${owner.ws}::uuid, ${owner.collectionId}::uuid, ${owner.documentId}::uuid, u.ordinal, u.text, u.tokens,
            array(select jsonb_array_elements_text(u.headings::jsonb)), u.char_start, u.char_end, u.page, u.page_end,
-           u.hash, to_tsvector(${textSearchConfig}::regconfig, u.heading_text || ' ' || u.text)
+           u.hash, v.tsv, (select coalesce(sum(greatest(cardinality(l.positions), 1)), 0) from unnest(v.tsv) l)
     from unnest(${column((c) => c.ordinal)}::int[], ${column((c) => c.text)}::text[],
                 ${column((c) => c.tokenCount)}::int[], ${column((c) => JSON.stringify(c.headingPath))}::text[],
                 ${column((c) => c.headingPath.join(' '))}::text[], ${column((c) => c.charStart)}::int[],
                 ${column((c) => c.charEnd)}::int[], ${column((c) => c.page)}::int[], ${column((c) => c.pageEnd)}::int[],
                 ${inputs.map(contentHash)}::text[])
       as u(ordinal, text, tokens, headings, heading_text, char_start, char_end, page, page_end, hash)
+    cross join lateral (select to_tsvector(${textSearchConfig}::regconfig, u.heading_text || ' ' || u.text) as tsv) v
   `.execute(trx);
 }
 
