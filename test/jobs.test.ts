@@ -8,6 +8,17 @@ import { purgeExpiredJob } from '../src/modules/maintenance/jobs.js';
 import { defineJob } from '../src/platform/jobs/define.js';
 import { JobQueue } from '../src/platform/jobs/queue.js';
 import { silentLogger } from './helpers/config.js';
+import {
+  axisVector,
+  createChunk,
+  createCollection,
+  createDocument,
+  createTenant,
+  DIMS,
+  embedChunk,
+  MODEL,
+  vectorText,
+} from './helpers/factories.js';
 import { createTestDatabase, drivers, type TestDatabase } from './helpers/database.js';
 
 const sha256 = (s: string) => createHash('sha256').update(s).digest('hex');
@@ -101,13 +112,40 @@ describe.each(drivers())('job queue (%s)', (driver) => {
       ])
       .execute();
 
+    // Embedding cache: an old unused vector goes; an old one still used and a recent unused one stay.
+    const tenant = await createTenant(db, `maint-${driver}`);
+    const collectionId = await createCollection(db, tenant, 'c');
+    const doc = await createDocument(db, tenant, collectionId, 'd');
+    const chunk = await createChunk(db, doc, 0, 'cached text');
+    await embedChunk(db, chunk, axisVector(1));
+    const cacheRow = (hash: string, age: string) => ({
+      workspace_id: tenant.workspaceId,
+      model: MODEL,
+      content_hash: hash,
+      dimensions: DIMS,
+      embedding: vectorText(axisVector(2)),
+      created_at: sql<Date>`now() - ${age}::interval`,
+    });
+    await db
+      .insertInto('embedding_cache')
+      .values([
+        cacheRow(sha256('old and unused'), '40 days'),
+        cacheRow(sha256(chunk.id), '40 days'),
+        cacheRow(sha256('recent and unused'), '1 day'),
+      ])
+      .execute();
+
     const id = await jobs.send(purgeExpiredJob, {});
     expect(id).toEqual(expect.any(String));
     const done = await waitFor(async () => {
       const s = await jobs.state(purgeExpiredJob, id!);
       return s?.state === 'completed' ? s : null;
     }, 'purge job to complete');
-    expect(done.output).toMatchObject({ refreshTokens: 1 });
+    expect(done.output).toMatchObject({ refreshTokens: 1, embeddingCache: 1 });
+    const cached = await db.selectFrom('embedding_cache').select('content_hash').execute();
+    expect(cached.map((r) => r.content_hash).sort()).toEqual(
+      [sha256(chunk.id), sha256('recent and unused')].sort(),
+    );
 
     const left = await db.selectFrom('refresh_tokens').select('token_hash').execute();
     expect(left.map((r) => r.token_hash).sort()).toEqual(

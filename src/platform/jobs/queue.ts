@@ -22,7 +22,11 @@ export interface JobQueueOptions {
 export interface SendOptions {
   /** Enqueue inside this transaction: the job exists if and only if the transaction commits. */
   trx?: Transaction<DB>;
-  /** Deduplicate: at most one queued job with this key per queue. */
+  /**
+   * pg-boss's singleton key. On the default (`standard`) queue policy it only labels the job; it
+   * deduplicates only on `short`/`singleton`/`stately` queues or with `singletonSeconds`. Handlers must
+   * be idempotent either way.
+   */
   singletonKey?: string;
   startAfterSeconds?: number;
 }
@@ -156,7 +160,7 @@ export class JobQueue {
     }
   }
 
-  /** Enqueues a job; returns its id, or null when deduplicated by `singletonKey`. */
+  /** Enqueues a job; returns its id (null only when a deduplicating queue policy dropped it). */
   async send<D extends JobDefinition>(
     def: D,
     payload: D extends JobDefinition<infer _S> ? Parameters<D['handler']>[0] : never,
