@@ -32,8 +32,7 @@ import { assertPermission, type WorkspaceContext } from '../../platform/auth/acc
 import type { Db } from '../../platform/db/database.js';
 import type { AuditActorType, DB } from '../../platform/db/schema.js';
 import { withTenant } from '../../platform/db/tenant.js';
-import { AppError } from '../../platform/errors.js';
-import { decodeCursor, encodeCursor } from '../../platform/db/cursor.js';
+import { cursorPosition, keysetPage } from '../../platform/db/cursor.js';
 import * as repo from './repository.js';
 import { sanitiseAuditData } from './sanitise.js';
 
@@ -101,21 +100,12 @@ export class AuditService {
   async list(workspace: WorkspaceContext, query: AuditQuery) {
     assertPermission(workspace, 'audit:read');
     const { cursor, limit: requested, ...filters } = query;
-    const after = cursor === undefined ? undefined : decodeCursor(cursor);
-    if (after === null) {
-      throw new AppError('validation_failed', {
-        detail: 'cursor is not a nextCursor returned by this endpoint',
-        extensions: { errors: [{ in: 'querystring', path: '/cursor', message: 'is malformed' }] },
-      });
-    }
+    const after = cursorPosition(cursor);
     const limit = requested ?? DEFAULT_AUDIT_PAGE;
     const rows = await withTenant(this.db, workspace.id, (trx) =>
       repo.listAuditEvents(trx, workspace.id, { ...filters, after, limit: limit + 1 }),
     );
-    const page = rows.slice(0, limit);
-    const last = page.at(-1);
-    const nextCursor =
-      rows.length > limit && last ? encodeCursor({ createdAt: last.position_at, id: last.id }) : null;
-    return { rows: page, nextCursor };
+    const { data, nextCursor } = keysetPage(rows, limit);
+    return { rows: data, nextCursor };
   }
 }

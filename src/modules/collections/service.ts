@@ -5,7 +5,7 @@
  */
 import { sql } from 'kysely';
 import { assertPermission, type WorkspaceContext } from '../../platform/auth/access.js';
-import { decodeCursor, encodeCursor, positionAt } from '../../platform/db/cursor.js';
+import { afterPosition, cursorPosition, keysetPage, positionAt } from '../../platform/db/cursor.js';
 import type { Db } from '../../platform/db/database.js';
 import { withTenant } from '../../platform/db/tenant.js';
 import { AppError } from '../../platform/errors.js';
@@ -160,37 +160,21 @@ export class CollectionService {
 
   async list(ws: WorkspaceContext, page: { limit: number; cursor?: string | undefined }) {
     assertPermission(ws, 'documents:read');
-    const after = page.cursor === undefined ? undefined : decodeCursor(page.cursor);
-    if (after === null)
-      throw new AppError('validation_failed', {
-        detail: 'cursor is not valid',
-        extensions: {
-          errors: [{ in: 'querystring', path: '/cursor', message: 'is not a cursor from this API' }],
-        },
-      });
+    const after = cursorPosition(page.cursor);
     const rows = await withTenant(this.db, ws.id, (trx) => {
       let query = trx
         .selectFrom('collections')
         .select([...COLUMNS, positionAt.as('position_at')])
         .where('workspace_id', '=', ws.id)
         .where('deleted_at', 'is', null);
-      if (after)
-        query = query.where(
-          sql<boolean>`(created_at, id) > (${after.createdAt}::timestamp at time zone 'UTC', ${after.id}::uuid)`,
-        );
+      if (after) query = query.where(afterPosition(after));
       return query
         .orderBy('created_at')
         .orderBy('id')
         .limit(page.limit + 1)
         .execute();
     });
-    const more = rows.length > page.limit;
-    const data = more ? rows.slice(0, page.limit) : rows;
-    const last = data.at(-1);
-    return {
-      data,
-      nextCursor: more && last ? encodeCursor({ createdAt: last.position_at, id: last.id }) : null,
-    };
+    return keysetPage(rows, page.limit);
   }
 
   async get(ws: WorkspaceContext, id: string) {

@@ -22,7 +22,7 @@
 import { createHash } from 'node:crypto';
 import { sql, type Transaction } from 'kysely';
 import { assertPermission, type WorkspaceContext } from '../../platform/auth/access.js';
-import { decodeCursor, encodeCursor, positionAt } from '../../platform/db/cursor.js';
+import { afterPosition, cursorPosition, keysetPage, positionAt } from '../../platform/db/cursor.js';
 import type { Db } from '../../platform/db/database.js';
 import type { DB, DocumentStatus } from '../../platform/db/schema.js';
 import { withTenant } from '../../platform/db/tenant.js';
@@ -116,14 +116,6 @@ export interface DocumentServiceOptions {
 }
 
 type Trx = Transaction<DB>;
-
-const invalidCursor = () =>
-  new AppError('validation_failed', {
-    detail: 'cursor is not valid',
-    extensions: {
-      errors: [{ in: 'querystring', path: '/cursor', message: 'is not a cursor from this API' }],
-    },
-  });
 
 const notFound = () => new AppError('not_found', { detail: 'No such document' });
 
@@ -421,8 +413,7 @@ export class DocumentService {
     page: { limit: number; cursor?: string | undefined },
   ) {
     assertPermission(ws, 'documents:read');
-    const after = page.cursor === undefined ? undefined : decodeCursor(page.cursor);
-    if (after === null) throw invalidCursor();
+    const after = cursorPosition(page.cursor);
     await this.#collection(ws, collectionId);
     const rows = await withTenant(this.db, ws.id, (trx) => {
       let query = trx
@@ -444,23 +435,14 @@ export class DocumentService {
         query = query.where('updated_at', '>=', new Date(filters.updatedAfter));
       if (filters.updatedBefore !== undefined)
         query = query.where('updated_at', '<', new Date(filters.updatedBefore));
-      if (after)
-        query = query.where(
-          sql<boolean>`(created_at, id) > (${after.createdAt}::timestamp at time zone 'UTC', ${after.id}::uuid)`,
-        );
+      if (after) query = query.where(afterPosition(after));
       return query
         .orderBy('created_at')
         .orderBy('id')
         .limit(page.limit + 1)
         .execute();
     });
-    const more = rows.length > page.limit;
-    const data = (more ? rows.slice(0, page.limit) : rows) as (DocumentRow & { position_at: string })[];
-    const last = data.at(-1);
-    return {
-      data: data as DocumentRow[],
-      nextCursor: more && last ? encodeCursor({ createdAt: last.position_at, id: last.id }) : null,
-    };
+    return keysetPage(rows as (DocumentRow & { position_at: string })[], page.limit);
   }
 
   async get(ws: WorkspaceContext, id: string): Promise<DocumentRow> {

@@ -4,6 +4,7 @@
  * `positionAt` (below) so no precision is lost through JavaScript dates.
  */
 import { sql } from 'kysely';
+import { AppError } from '../errors.js';
 
 /** A row's place in `(created_at, id)` order; `createdAt` is UTC text with microseconds. */
 export interface KeysetPosition {
@@ -32,4 +33,39 @@ export function decodeCursor(cursor: string): KeysetPosition | null {
   const ms = Date.parse(`${createdAt.slice(0, 23)}Z`);
   if (Number.isNaN(ms) || new Date(ms).toISOString().slice(0, 19) !== createdAt.slice(0, 19)) return null;
   return { createdAt, id: match[2] };
+}
+
+/**
+ * The position a request's `cursor` names, or undefined without one; a cursor that is not ours is a
+ * 400 `validation_failed` naming the `cursor` query parameter.
+ */
+export function cursorPosition(cursor: string | undefined): KeysetPosition | undefined {
+  if (cursor === undefined) return undefined;
+  const position = decodeCursor(cursor);
+  if (position === null)
+    throw new AppError('validation_failed', {
+      detail: 'cursor is not a nextCursor returned by this API',
+      extensions: {
+        errors: [{ in: 'querystring', path: '/cursor', message: 'is not a cursor from this API' }],
+      },
+    });
+  return position;
+}
+
+/** `WHERE` for ascending keyset pages: rows after `position` in `(created_at, id)` order. */
+export const afterPosition = (position: KeysetPosition) =>
+  sql<boolean>`(created_at, id) > (${position.createdAt}::timestamp at time zone 'UTC', ${position.id}::uuid)`;
+
+/** Cuts the `limit + 1` rows a page query fetched into the page and the next page's cursor. */
+export function keysetPage<T extends { id: string; position_at: string }>(
+  rows: T[],
+  limit: number,
+): { data: T[]; nextCursor: string | null } {
+  const data = rows.slice(0, limit);
+  const last = data.at(-1);
+  return {
+    data,
+    nextCursor:
+      rows.length > limit && last ? encodeCursor({ createdAt: last.position_at, id: last.id }) : null,
+  };
 }
