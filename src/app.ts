@@ -19,6 +19,7 @@ import { auditRoutes } from './modules/audit/routes.js';
 import { authRoutes } from './modules/auth/routes.js';
 import { collectionRoutes } from './modules/collections/routes.js';
 import { documentRoutes } from './modules/documents/routes.js';
+import { searchRoutes } from './modules/search/routes.js';
 import { oidcRoutes } from './modules/oidc/routes.js';
 import type { KeyRing } from './modules/auth/keys.js';
 import { healthRoutes } from './modules/health/routes.js';
@@ -150,6 +151,7 @@ export async function buildApp(deps: AppDeps) {
         { name: 'audit', description: 'Audit log of security-relevant actions' },
         { name: 'collections', description: 'Collections of documents' },
         { name: 'documents', description: 'Documents: upload, status, content, chunks' },
+        { name: 'search', description: 'Hybrid, lexical and vector search' },
       ],
       components: {
         securitySchemes: {
@@ -235,6 +237,7 @@ export async function buildApp(deps: AppDeps) {
   await app.register(auditRoutes);
   await app.register(collectionRoutes);
   await app.register(documentRoutes);
+  await app.register(searchRoutes);
 
   return app;
 }

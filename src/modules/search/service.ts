@@ -1,0 +1,339 @@
+/**
+ * Search over the chunks of one or more collections: lexical (Okapi BM25 computed in SQL from the
+ * chunks' tsvectors), vector (pgvector HNSW, cosine) and hybrid (reciprocal rank fusion of both).
+ *
+ * Lexical ranking is exact BM25 with statistics derived from the index at query time, per collection
+ * (its text-search configuration, k1 and b): N and the average length from `chunks.lexeme_count`, the
+ * document frequency of each query term counted through the GIN index, the term frequency read from
+ * the candidate's tsvector. Candidates are every chunk matching ANY query term (OR semantics). Always
+ * consistent with concurrent ingestion (a committed chunk counts at once, a deleted one never), no
+ * extension beyond pgvector, same SQL on PGlite. Its cost grows with the number of matching chunks;
+ * see docs/search.md for the measurements and the planned postings index.
+ *
+ * Filters (documents, external ids, mime, metadata containment, dates) are part of the SQL, so a
+ * filtered search never loses results to a LIMIT applied first. Every query runs in the caller's
+ * tenant transaction (row-level security).
+ */
+import { sql, type Transaction } from 'kysely';
+import type { EmbeddingProviderName, EmbeddingProviders } from '../../ai/embeddings/index.js';
+import { EmbeddingError } from '../../ai/embeddings/types.js';
+import { assertPermission, type WorkspaceContext } from '../../platform/auth/access.js';
+import type { Db } from '../../platform/db/database.js';
+import type { DB } from '../../platform/db/schema.js';
+import { INDEXED_EMBEDDING_DIMENSIONS } from '../../platform/db/schema.js';
+import { withTenant } from '../../platform/db/tenant.js';
+import { AppError } from '../../platform/errors.js';
+
+type Trx = Transaction<DB>;
+
+export type SearchMode = 'hybrid' | 'lexical' | 'vector';
+
+export interface SearchFilters {
+  documentIds?: string[] | undefined;
+  externalIds?: string[] | undefined;
+  mime?: string[] | undefined;
+  /** JSON containment on the document's metadata. */
+  metadata?: Record<string, unknown> | undefined;
+  createdAfter?: string | undefined;
+  createdBefore?: string | undefined;
+}
+
+export interface SearchRequest {
+  query: string;
+  /** Collection ids; empty = every collection of the workspace. */
+  collections?: string[] | undefined;
+  filters?: SearchFilters | undefined;
+  k: number;
+  mode: SearchMode;
+  /** Reciprocal rank fusion: score = Σ weight / (rrfK + rank). */
+  rrfK?: number | undefined;
+  weights?: { lexical?: number | undefined; vector?: number | undefined } | undefined;
+  /** Candidates taken from each list before fusion (default max(4k, 50)). */
+  candidates?: number | undefined;
+  /** HNSW search breadth (pgvector `hnsw.ef_search`, default max(2 × candidates, 40)). */
+  efSearch?: number | undefined;
+  /** Exact vector search (no index), e.g. for recall checks. */
+  exact?: boolean | undefined;
+}
+
+export interface SearchHit {
+  chunkId: string;
+  documentId: string;
+  collectionId: string;
+  documentTitle: string;
+  externalId: string | null;
+  text: string;
+  snippet: string;
+  headingPath: string[];
+  page: number | null;
+  pageEnd: number | null;
+  charStart: number;
+  charEnd: number;
+  scores: { lexical: number | null; vector: number | null; fused: number };
+  ranks: { lexical: number | null; vector: number | null };
+}
+
+export const DEFAULT_RRF_K = 60;
+
+interface CollectionInfo {
+  id: string;
+  text_search_config: string;
+  bm25_k1: number;
+  bm25_b: number;
+  embedding_provider: string | null;
+  embedding_model: string | null;
+  embedding_dimensions: number | null;
+}
+
+interface Ranked {
+  id: string;
+  score: number;
+}
+
+/** The SQL of the document-level filters, on `documents d`. */
+function documentFilter(filters: SearchFilters | undefined) {
+  const parts = [sql`d.deleted_at is null`, sql`d.status in ('searchable', 'ready')`];
+  if (filters?.documentIds?.length) parts.push(sql`d.id = any(${filters.documentIds}::uuid[])`);
+  if (filters?.externalIds?.length) parts.push(sql`d.external_id = any(${filters.externalIds}::text[])`);
+  if (filters?.mime?.length) parts.push(sql`d.mime = any(${filters.mime}::text[])`);
+  if (filters?.metadata) parts.push(sql`d.metadata @> ${JSON.stringify(filters.metadata)}::jsonb`);
+  if (filters?.createdAfter) parts.push(sql`d.created_at >= ${filters.createdAfter}::timestamptz`);
+  if (filters?.createdBefore) parts.push(sql`d.created_at < ${filters.createdBefore}::timestamptz`);
+  return sql.join(parts, sql` and `);
+}
+
+/** Exact Okapi BM25 (Lucene idf) over chunks matching any query term; best `limit` first. */
+async function lexicalRanking(
+  trx: Trx,
+  collection: CollectionInfo,
+  query: string,
+  filters: SearchFilters | undefined,
+  limit: number,
+): Promise<Ranked[]> {
+  const { rows } = await sql<{ id: string; score: number }>`
+    with terms as materialized (
+      select coalesce(array_agg(distinct t.lexeme order by t.lexeme), '{}') as lex
+      from unnest(to_tsvector(${collection.text_search_config}::regconfig, ${query})) t
+    ),
+    stats as materialized (
+      select count(*)::float8 as n, coalesce(avg(lexeme_count), 1)::float8 as avgdl
+      from chunks where collection_id = ${collection.id}::uuid
+    ),
+    weights as materialized (
+      select array_agg(ln(1 + (s.n - d.df + 0.5) / (d.df + 0.5)) order by t.ord) as w,
+             string_agg(quote_literal(t.lexeme), ' | ')::tsquery as any_term
+      from terms, stats s, unnest(terms.lex) with ordinality t(lexeme, ord),
+      lateral (select count(*)::float8 as df from chunks c
+               where c.collection_id = ${collection.id}::uuid and c.tsv @@ quote_literal(t.lexeme)::tsquery) d
+    )
+    select c.id,
+      (select sum(w.w[array_position(terms.lex, l.lexeme)] * (cardinality(l.positions) * (${collection.bm25_k1}::float8 + 1))
+                  / (cardinality(l.positions) + ${collection.bm25_k1}::float8
+                     * (1 - ${collection.bm25_b}::float8 + ${collection.bm25_b}::float8 * c.lexeme_count / s.avgdl)))
+       from unnest(c.tsv) l where l.lexeme = any(terms.lex)) as score
+    from chunks c
+    join documents d on d.id = c.document_id
+    cross join terms cross join stats s cross join weights w
+    where c.collection_id = ${collection.id}::uuid and w.any_term is not null and c.tsv @@ w.any_term
+      and ${documentFilter(filters)}
+    order by score desc, c.id
+    limit ${limit}
+  `.execute(trx);
+  return rows.map((r) => ({ id: r.id, score: r.score }));
+}
+
+/** Nearest chunks by cosine distance; `score` = cosine similarity. */
+async function vectorRanking(
+  trx: Trx,
+  collection: CollectionInfo,
+  vector: number[],
+  filters: SearchFilters | undefined,
+  limit: number,
+  options: { efSearch: number; exact: boolean },
+): Promise<Ranked[]> {
+  const dims = collection.embedding_dimensions ?? 0;
+  const literal = `[${vector.join(',')}]`;
+  const indexed = (INDEXED_EMBEDDING_DIMENSIONS as readonly number[]).includes(dims) && !options.exact;
+  if (indexed) {
+    await sql`select set_config('hnsw.ef_search', ${String(options.efSearch)}, true)`.execute(trx);
+    // Filtered-out candidates must not shrink the result (pgvector >= 0.8).
+    await sql`select set_config('hnsw.iterative_scan', 'relaxed_order', true)`.execute(trx);
+  }
+  // The index matches only when the query repeats its expression `embedding::vector(N)`.
+  const distance = indexed
+    ? sql`e.embedding::vector(${sql.raw(String(dims))}) <=> ${literal}::vector(${sql.raw(String(dims))})`
+    : sql`e.embedding <=> ${literal}::vector`;
+  const { rows } = await sql<{ id: string; distance: number }>`
+    select c.id, ${distance} as distance
+    from chunk_embeddings e
+    join chunks c on c.id = e.chunk_id
+    join documents d on d.id = c.document_id
+    where e.collection_id = ${collection.id}::uuid and e.model = ${collection.embedding_model}
+      and e.dimensions = ${dims} and ${documentFilter(filters)}
+    order by ${distance}
+    limit ${limit}
+  `.execute(trx);
+  return rows.map((r) => ({ id: r.id, score: 1 - r.distance }));
+}
+
+export class SearchService {
+  constructor(
+    private readonly db: Db,
+    private readonly embeddings: EmbeddingProviders | undefined,
+  ) {}
+
+  async search(
+    ws: WorkspaceContext,
+    request: SearchRequest,
+  ): Promise<{ hits: SearchHit[]; mode: SearchMode }> {
+    assertPermission(ws, 'search');
+    const candidates = request.candidates ?? Math.max(4 * request.k, 50);
+    const rrfK = request.rrfK ?? DEFAULT_RRF_K;
+    const weights = { lexical: request.weights?.lexical ?? 1, vector: request.weights?.vector ?? 1 };
+    const collections = await withTenant(this.db, ws.id, (trx) => {
+      let query = trx
+        .selectFrom('collections')
+        .select([
+          'id',
+          'text_search_config',
+          'bm25_k1',
+          'bm25_b',
+          'embedding_provider',
+          'embedding_model',
+          'embedding_dimensions',
+        ])
+        .where('workspace_id', '=', ws.id)
+        .where('deleted_at', 'is', null);
+      if (request.collections?.length) query = query.where('id', 'in', request.collections);
+      return query.execute();
+    });
+    if (request.collections?.length && collections.length !== new Set(request.collections).size)
+      throw new AppError('not_found', { detail: 'No such collection' });
+
+    // Query vectors, one per distinct model (embedded outside any transaction).
+    const vectors = new Map<string, number[]>();
+    if (request.mode !== 'lexical') {
+      for (const c of collections) {
+        if (!c.embedding_provider || !c.embedding_model || vectors.has(modelKey(c))) continue;
+        const provider = this.embeddings?.get({
+          provider: c.embedding_provider as EmbeddingProviderName,
+          model: c.embedding_model,
+        });
+        if (!provider) continue;
+        try {
+          vectors.set(modelKey(c), await provider.embedQuery(request.query));
+        } catch (error) {
+          if (!(error instanceof EmbeddingError) || request.mode === 'vector')
+            throw embeddingUnavailable(error);
+          // Hybrid degrades to lexical when the embedding provider is down.
+        }
+      }
+      if (request.mode === 'vector' && vectors.size === 0)
+        throw new AppError('validation_failed', {
+          detail: 'vector search needs a collection with an embedding model',
+          extensions: { errors: [{ in: 'body', path: '/mode', message: 'no collection has embeddings' }] },
+        });
+    }
+
+    return withTenant(this.db, ws.id, async (trx) => {
+      const lexical: Ranked[][] = [];
+      const vector: Ranked[][] = [];
+      for (const c of collections) {
+        if (request.mode !== 'vector')
+          lexical.push(await lexicalRanking(trx, c, request.query, request.filters, candidates));
+        const v = vectors.get(modelKey(c));
+        if (request.mode !== 'lexical' && v)
+          vector.push(
+            await vectorRanking(trx, c, v, request.filters, candidates, {
+              efSearch: request.efSearch ?? Math.max(2 * candidates, 40),
+              exact: request.exact ?? false,
+            }),
+          );
+      }
+      // Several collections: each list is already best-first; merge by score within a kind.
+      const lexicalList = mergeByScore(lexical).slice(0, candidates);
+      const vectorList = mergeByScore(vector).slice(0, candidates);
+      const fused = new Map<
+        string,
+        { fused: number; lexical?: [number, number]; vector?: [number, number] }
+      >();
+      lexicalList.forEach((r, i) => {
+        const entry = fused.get(r.id) ?? { fused: 0 };
+        entry.fused += weights.lexical / (rrfK + i + 1);
+        entry.lexical = [r.score, i + 1];
+        fused.set(r.id, entry);
+      });
+      vectorList.forEach((r, i) => {
+        const entry = fused.get(r.id) ?? { fused: 0 };
+        entry.fused += weights.vector / (rrfK + i + 1);
+        entry.vector = [r.score, i + 1];
+        fused.set(r.id, entry);
+      });
+      const top = [...fused.entries()]
+        .sort((a, b) => b[1].fused - a[1].fused || (a[0] < b[0] ? -1 : 1))
+        .slice(0, request.k);
+      if (top.length === 0) return { hits: [], mode: request.mode };
+      const ids = top.map(([id]) => id);
+      const { rows } = await sql<{
+        id: string;
+        document_id: string;
+        collection_id: string;
+        title: string;
+        external_id: string | null;
+        text: string;
+        snippet: string;
+        heading_path: string[];
+        page: number | null;
+        page_end: number | null;
+        char_start: number;
+        char_end: number;
+      }>`
+        select c.id, c.document_id, c.collection_id, d.title, d.external_id, c.text, c.heading_path, c.page,
+               c.page_end, c.char_start, c.char_end,
+               ts_headline(col.text_search_config::regconfig, c.text,
+                           websearch_to_tsquery(col.text_search_config::regconfig, ${request.query}),
+                           'StartSel=<mark>, StopSel=</mark>, MaxWords=35, MinWords=15, MaxFragments=2') as snippet
+        from chunks c join documents d on d.id = c.document_id join collections col on col.id = c.collection_id
+        where c.id = any(${ids}::uuid[])
+      `.execute(trx);
+      const byId = new Map(rows.map((r) => [r.id, r]));
+      const hits: SearchHit[] = [];
+      for (const [id, s] of top) {
+        const r = byId.get(id);
+        if (!r) continue;
+        hits.push({
+          chunkId: r.id,
+          documentId: r.document_id,
+          collectionId: r.collection_id,
+          documentTitle: r.title,
+          externalId: r.external_id,
+          text: r.text,
+          snippet: r.snippet,
+          headingPath: r.heading_path,
+          page: r.page,
+          pageEnd: r.page_end,
+          charStart: r.char_start,
+          charEnd: r.char_end,
+          scores: { lexical: s.lexical?.[0] ?? null, vector: s.vector?.[0] ?? null, fused: s.fused },
+          ranks: { lexical: s.lexical?.[1] ?? null, vector: s.vector?.[1] ?? null },
+        });
+      }
+      return { hits, mode: request.mode };
+    });
+  }
+}
+
+const modelKey = (c: CollectionInfo) => `${c.embedding_provider ?? ''}\u0000${c.embedding_model ?? ''}`;
+
+function mergeByScore(lists: Ranked[][]): Ranked[] {
+  if (lists.length === 1) return lists[0] ?? [];
+  return lists.flat().sort((a, b) => b.score - a.score || (a.id < b.id ? -1 : 1));
+}
+
+function embeddingUnavailable(error: unknown): unknown {
+  if (!(error instanceof EmbeddingError)) return error;
+  return new AppError('embedding_provider_failed', {
+    detail: `The query could not be embedded: ${error.message}`,
+    extensions: { reason: error.reason },
+  });
+}

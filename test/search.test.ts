@@ -1,0 +1,195 @@
+/**
+ * POST /v1/search on both drivers: BM25 scores equal a textbook reference computed from the same
+ * tsvectors, filters apply inside the query, vector and hybrid modes, tenancy.
+ */
+import { sql } from 'kysely';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parseTsvector, ReferenceBm25 } from '../src/modules/search/eval/reference-bm25.js';
+import { createTestApp, fastAuth, signUp, type SignedUp, type TestApp } from './helpers/app.js';
+import { drivers } from './helpers/database.js';
+import { authHeaders, type DocumentBody, waitForStatus } from './helpers/documents.js';
+import { type EmbeddingsServer, startEmbeddingsServer } from './helpers/embeddings-server.js';
+
+interface Hit {
+  chunkId: string;
+  documentId: string;
+  text: string;
+  snippet: string;
+  score: number;
+  explain?: {
+    lexical: number | null;
+    vector: number | null;
+    lexicalRank: number | null;
+    vectorRank: number | null;
+  };
+}
+
+const DOCS = [
+  'Apple orchards need pruning in late winter; apple trees fruit on two-year wood.',
+  'Pear trees are pruned like apple trees, but pears ripen after picking.',
+  'Beekeeping: a hive needs water nearby. Bees pollinate apple and pear blossoms.',
+  'Composting kitchen waste makes soil for the orchard and the vegetable garden.',
+  'Winter pruning of grape vines: cut back to two buds per spur.',
+  'Tomatoes need sun, water and warmth; prune side shoots weekly.',
+  'An apple a day: apple apple apple. Apples everywhere in this short note.',
+  'Irrigation schedules for dry summers: water deeply, less often.',
+];
+
+describe.each(drivers())('search (%s)', (driver) => {
+  let t: TestApp;
+  let owner: SignedUp;
+  let other: SignedUp;
+  let api: EmbeddingsServer;
+  let lexicalId: string;
+  let hybridId: string;
+  const docIds: string[] = [];
+
+  const call = (url: string, payload: object, s = owner) =>
+    t.app.inject({ method: 'POST', url, headers: authHeaders(s), payload });
+  const search = async (payload: object, s = owner) => {
+    const res = await call('/v1/search', payload, s);
+    expect(res.statusCode, res.body).toBe(200);
+    return res.json<{ data: Hit[] }>().data;
+  };
+
+  beforeAll(async () => {
+    api = await startEmbeddingsServer(384);
+    t = await createTestApp(driver, {
+      jobs: 'work',
+      configure: (c) => ({
+        ...fastAuth(c),
+        openaiEmbeddingBaseUrl: api.baseUrl,
+        openaiEmbeddingModel: 'test-embed',
+        openaiEmbeddingMaxRetries: 0,
+      }),
+    });
+    owner = await signUp(t.app, `search-${driver}@example.com`);
+    other = await signUp(t.app, `search-other-${driver}@example.com`);
+    lexicalId = (await call('/v1/collections', { name: 'Garden' })).json<{ id: string }>().id;
+    hybridId = (
+      await call('/v1/collections', { name: 'Garden vectors', embedding: { provider: 'openai' } })
+    ).json<{
+      id: string;
+    }>().id;
+    for (const [i, text] of DOCS.entries()) {
+      for (const collection of [lexicalId, hybridId]) {
+        const res = await call(`/v1/collections/${collection}/documents`, {
+          text,
+          externalId: `doc-${i}`,
+          metadata: { topic: i < 3 || i === 6 ? 'fruit' : 'other', n: i },
+        });
+        const doc = res.json<{ document: DocumentBody }>().document;
+        if (collection === lexicalId) docIds.push(doc.id);
+        await waitForStatus(t.app, owner, doc.id);
+      }
+    }
+  });
+  afterAll(async () => {
+    await t.close();
+    await api.close();
+  });
+
+  it('ranks lexically with exactly the scores of a textbook BM25 over the same tsvectors', async () => {
+    const db = t.db.database.db;
+    const { rows } = await sql<{ id: string; tsv: string }>`
+      select id, tsv::text as tsv from chunks where collection_id = ${lexicalId}`.execute(db);
+    const reference = new ReferenceBm25(
+      rows.map((r) => ({ id: r.id, ...parseTsvector(r.tsv) })),
+      { k1: 1.2, b: 0.75 },
+    );
+    for (const query of ['apple pruning', 'water for bees', 'winter pruning of apple trees', 'pears']) {
+      const terms = await sql<{ lexeme: string }>`
+        select distinct lexeme from unnest(to_tsvector('english', ${query}))`.execute(db);
+      const expected = reference.score(terms.rows.map((r) => r.lexeme)).slice(0, 5);
+      const hits = await search({ query, collections: [lexicalId], mode: 'lexical', k: 5, explain: true });
+      expect(
+        hits.map((h) => h.chunkId),
+        query,
+      ).toEqual(expected.map((e) => e.id));
+      hits.forEach((h, i) => {
+        expect(h.explain?.lexical).toBeCloseTo(expected[i]?.score ?? NaN, 9);
+      });
+    }
+    // OR semantics: a chunk with only one of the terms is still found.
+    const either = await search({
+      query: 'grape tomatoes',
+      collections: [lexicalId],
+      mode: 'lexical',
+      k: 10,
+    });
+    expect(either.map((h) => h.text).sort()).toEqual([DOCS[4], DOCS[5]].sort());
+    expect(either[0]?.snippet).toMatch(/<mark>/);
+  });
+
+  it('applies filters inside the query, before the limit', async () => {
+    // "apple" ranks doc 6 and doc 0 first; with k = 1 and a filter only the filtered one may come back.
+    const filtered = await search({
+      query: 'apple',
+      collections: [lexicalId],
+      mode: 'lexical',
+      k: 1,
+      filters: { metadata: { topic: 'fruit' }, externalIds: ['doc-2'] },
+    });
+    expect(filtered.map((h) => h.documentId)).toEqual([docIds[2]]);
+    const byDoc = await search({
+      query: 'water',
+      collections: [lexicalId],
+      mode: 'lexical',
+      k: 5,
+      filters: { documentIds: [docIds[7] ?? ''] },
+    });
+    expect(byDoc.map((h) => h.documentId)).toEqual([docIds[7]]);
+    const none = await search({
+      query: 'apple',
+      collections: [lexicalId],
+      mode: 'lexical',
+      k: 5,
+      filters: { createdAfter: '2999-01-01T00:00:00Z' },
+    });
+    expect(none).toEqual([]);
+  });
+
+  it('searches vectors and fuses both lists in hybrid mode', async () => {
+    // The fake model embeds identical text identically: the exact passage is the nearest neighbour.
+    const exact = DOCS[3] ?? '';
+    const vector = await search({
+      query: exact,
+      collections: [hybridId],
+      mode: 'vector',
+      k: 3,
+      explain: true,
+    });
+    expect(vector[0]?.text).toBe(exact);
+    expect(vector[0]?.explain?.vector).toBeCloseTo(1, 5);
+    expect(vector[0]?.explain?.lexical).toBeNull();
+    const exactScan = await search({
+      query: exact,
+      collections: [hybridId],
+      mode: 'vector',
+      k: 3,
+      exact: true,
+    });
+    expect(exactScan.map((h) => h.chunkId)).toEqual(vector.map((h) => h.chunkId));
+
+    const hybrid = await search({ query: exact, collections: [hybridId], k: 5, explain: true });
+    expect(hybrid[0]?.text).toBe(exact);
+    expect(hybrid[0]?.explain).toMatchObject({ lexicalRank: 1, vectorRank: 1 });
+    expect(hybrid[0]?.score).toBeCloseTo(2 / 61, 9);
+    // Across collections (none named: all of the workspace): both copies of the passage are found;
+    // the lexical-only collection's copy has only a BM25 rank to fuse.
+    const both = await search({ query: exact, k: 5, mode: 'hybrid', explain: true });
+    const copies = both.filter((h) => h.text === exact);
+    expect(copies).toHaveLength(2);
+    expect(copies.map((h) => h.explain?.vectorRank ?? null).sort()).toEqual([1, null]);
+  });
+
+  it('refuses bad requests and never reaches another workspace', async () => {
+    expect((await call('/v1/search', { query: '' })).statusCode).toBe(400);
+    expect((await call('/v1/search', { query: 'x', k: 1000 })).statusCode).toBe(400);
+    const foreign = await call('/v1/search', { query: 'apple', collections: [lexicalId] }, other);
+    expect(foreign.statusCode).toBe(404);
+    expect(await search({ query: 'apple' }, other)).toEqual([]);
+    const vectorless = await call('/v1/search', { query: 'apple', collections: [lexicalId], mode: 'vector' });
+    expect(vectorless.statusCode).toBe(400);
+  });
+});
