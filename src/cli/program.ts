@@ -7,17 +7,22 @@
  *   larder migrate   # apply pending database migrations
  *   larder ingest ./docs --collection Handbook   # add a folder's files
  *   larder import --jsonl corpus.jsonl --collection Corpus
+ *   larder search "parental leave" --collection Handbook
+ *   larder eval --dataset ./covidqa --mode all
  */
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { ConfigError, loadConfig, settings } from '../config.js';
 import { StartupError } from '../platform/errors.js';
 import { createLogger } from '../platform/logger.js';
 import { type CreateUserOptions, createUserCommand } from './admin.js';
+import { type EvalOptions, evalCommand } from './eval.js';
 import { type ImportOptions, importCommand } from './import.js';
 import { type IngestOptions, ingestCommand } from './ingest.js';
 import { migrateCommand } from './migrate.js';
+import { type SearchOptions, searchCommand } from './search.js';
 import { serveCommand } from './serve.js';
 import { workerCommand } from './worker.js';
+import { MAX_K } from '../modules/search/routes.js';
 
 export const EXIT_CONFIG = 78; // EX_CONFIG from sysexits.h
 export const EXIT_STARTUP = 1;
@@ -157,6 +162,77 @@ Exit status: 0 all done, 2 some items failed (listed), 1 fatal error, 78 invalid
     .addOption(concurrency)
     .addHelpText('after', ingestionHelp)
     .action((opts: ImportOptions) => withConfig((ctx) => importCommand(ctx, opts)));
+
+  const searchK = (value: string) => {
+    const n = Number(value);
+    if (!Number.isInteger(n) || n < 1 || n > MAX_K)
+      throw new InvalidArgumentError(`must be an integer from 1 to ${MAX_K}`);
+    return n;
+  };
+
+  program
+    .command('search')
+    .description(
+      'Search as the operator, in-process (no server needed): the same SearchService as POST /v1/search. ' +
+        'Prints rank, score, document, heading path, page and the snippet (matches in bold).',
+    )
+    .argument('<query>', 'what to look for')
+    .option(
+      '--collection <name>',
+      'search this collection (repeatable; default: every collection)',
+      collect,
+      [],
+    )
+    .option('--workspace <slug|id>', 'workspace (default: the only one)')
+    .addOption(new Option('--k <n>', 'results to return (1–100)').default(10).argParser(searchK))
+    .addOption(
+      new Option('--mode <mode>', 'ranking').choices(['hybrid', 'lexical', 'vector']).default('hybrid'),
+    )
+    .option('--json', 'print the hits as a JSON array (the `data` of POST /v1/search)')
+    .option('--explain', 'also show BM25 and cosine scores with their ranks')
+    .addHelpText(
+      'after',
+      '\nExit status: 0 (also with no hits), 1 unknown workspace or collection, 78 invalid configuration.',
+    )
+    .action((query: string, opts: SearchOptions) => withConfig((ctx) => searchCommand(ctx, query, opts)));
+
+  program
+    .command('eval')
+    .description(
+      'Measure retrieval on a BEIR dataset (corpus.jsonl, queries.jsonl, qrels/<split>.tsv, answers.jsonl?): ' +
+        'imports the corpus into a scratch collection through the real pipeline, waits until it is processed, ' +
+        'runs every judged query and reports nDCG@10, Recall@k, MRR@10, answer-in-chunk rates and latency.',
+    )
+    .requiredOption('--dataset <dir>', 'the BEIR directory')
+    .addOption(
+      new Option('--mode <mode>', 'rankings to evaluate')
+        .choices(['hybrid', 'lexical', 'vector', 'all'])
+        .default('all'),
+    )
+    .addOption(
+      new Option('--k <n>', 'cut-off of Recall@k and the answer rates (1–100)')
+        .default(10)
+        .argParser(searchK),
+    )
+    .addOption(
+      new Option(
+        '--embedding <provider>',
+        'embedding provider of the scratch collection (default: LARDER_EMBEDDING_PROVIDER)',
+      ).choices(['local', 'openai', 'none']),
+    )
+    .option('--workspace <slug|id>', 'workspace of the scratch collection (default: the only one)')
+    .option('--split <name>', 'qrels file to read: qrels/<split>.tsv', 'test')
+    .option('--json', 'print the report as one JSON object')
+    .option('--keep', 'keep the scratch collection (deleted otherwise, also on failure or Ctrl-C)')
+    .addOption(concurrency)
+    .addHelpText(
+      'after',
+      `
+Server mode (DATABASE_URL): the documents are processed by \`larder worker\`, which must be running.
+Embedded mode: the command processes them itself (stop "larder serve" first).
+Exit status: 0 done, 2 some documents failed (scored without them), 1 fatal error, 130 interrupted.`,
+    )
+    .action((opts: EvalOptions) => withConfig((ctx) => evalCommand(ctx, opts)));
 
   const admin = program.command('admin').description('Operator tasks');
   admin
