@@ -77,7 +77,9 @@ const Hit = Type.Object({
   pageEnd: Type.Union([Type.Integer(), Type.Null()]),
   charStart: Type.Integer({ description: 'Span in the document’s extracted text' }),
   charEnd: Type.Integer(),
-  score: Type.Number({ description: 'The fused score (or the single list’s RRF score)' }),
+  score: Type.Number({
+    description: 'hybrid: the fused RRF score; lexical: the BM25 score; vector: the cosine similarity',
+  }),
   explain: Type.Optional(
     Type.Object({
       lexical: Type.Union([Type.Number(), Type.Null()], { description: 'BM25 score' }),

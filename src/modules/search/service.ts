@@ -314,7 +314,17 @@ export class SearchService {
           pageEnd: r.page_end,
           charStart: r.char_start,
           charEnd: r.char_end,
-          scores: { lexical: s.lexical?.[0] ?? null, vector: s.vector?.[0] ?? null, fused: s.fused },
+          scores: {
+            lexical: s.lexical?.[0] ?? null,
+            vector: s.vector?.[0] ?? null,
+            // One list alone: its own score (BM25, cosine) says more than an RRF value.
+            fused:
+              request.mode === 'lexical'
+                ? (s.lexical?.[0] ?? 0)
+                : request.mode === 'vector'
+                  ? (s.vector?.[0] ?? 0)
+                  : s.fused,
+          },
           ranks: { lexical: s.lexical?.[1] ?? null, vector: s.vector?.[1] ?? null },
         });
       }
