@@ -7,7 +7,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { purgeExpiredJob } from '../src/modules/maintenance/jobs.js';
 import { defineJob } from '../src/platform/jobs/define.js';
 import { JobQueue } from '../src/platform/jobs/queue.js';
-import { silentLogger } from './helpers/config.js';
+import { openServerDatabase, silentLogger } from './helpers/config.js';
+import { migrateToLatest } from '../src/platform/db/migrator.js';
+import { jobDefinitions } from '../src/platform/jobs/registry.js';
 import {
   axisVector,
   createChunk,
@@ -19,7 +21,7 @@ import {
   MODEL,
   vectorText,
 } from './helpers/factories.js';
-import { createTestDatabase, drivers, type TestDatabase } from './helpers/database.js';
+import { createTestDatabase, drivers, serverAvailable, type TestDatabase } from './helpers/database.js';
 
 const sha256 = (s: string) => createHash('sha256').update(s).digest('hex');
 
@@ -187,5 +189,31 @@ describe.each(drivers())('job queue (%s)', (driver) => {
     await expect(jobs.send(flaky, { key: 42 } as unknown as { key: string })).rejects.toMatchObject({
       code: 'validation_failed',
     });
+  });
+});
+
+describe.runIf(serverAvailable())('job queue start-up (server)', () => {
+  it('starts several processes at once on a fresh database (pg-boss queue creation deadlocks are retried)', async () => {
+    const t = await createTestDatabase('server', { migrated: false });
+    const pools = await Promise.all(Array.from({ length: 4 }, () => openServerDatabase(t.url ?? '')));
+    try {
+      await migrateToLatest(t.database.db);
+      const queues = pools.map(
+        (database) =>
+          new JobQueue(jobDeps(t.config, database, silentLogger), jobDefinitions, {
+            work: false,
+            concurrency: 1,
+          }),
+      );
+      await Promise.all(queues.map((q) => q.start()));
+      await Promise.all(queues.map((q) => q.stop(1000)));
+      const { rows } = await sql<{ n: number }>`select count(*)::int as n from larder_jobs.queue`.execute(
+        t.database.db,
+      );
+      expect(rows[0]?.n).toBe(jobDefinitions.length);
+    } finally {
+      await Promise.all(pools.map((p) => p.close()));
+      await t.close();
+    }
   });
 });

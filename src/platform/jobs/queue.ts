@@ -31,6 +31,22 @@ export interface SendOptions {
   startAfterSeconds?: number;
 }
 
+/**
+ * pg-boss's `create_queue` takes table locks in an order that deadlocks when two processes create the
+ * same new queue at once (replicas starting together on a fresh database: PostgreSQL aborts one with
+ * 40P01). The loser retries after a short random pause and then finds the queue there.
+ */
+async function retryDeadlocks<T>(fn: () => Promise<T>, attempts = 6): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await fn();
+    } catch (error) {
+      if ((error as { code?: string }).code !== '40P01' || attempt >= attempts) throw error;
+      await new Promise((resolve) => setTimeout(resolve, 50 + Math.random() * 200 * attempt));
+    }
+  }
+}
+
 function transactionDb(trx: Transaction<DB>): PgBoss.Db {
   return {
     async executeSql(text, values) {
@@ -93,8 +109,8 @@ export class JobQueue {
         expireInSeconds: this.expireInSeconds(def),
         ...(def.deadLetter === undefined ? {} : { deadLetter: def.deadLetter }),
       };
-      await this.#boss.createQueue(def.name, { name: def.name, ...policy });
-      await this.#boss.updateQueue(def.name, { name: def.name, ...policy });
+      await retryDeadlocks(() => this.#boss.createQueue(def.name, { name: def.name, ...policy }));
+      await retryDeadlocks(() => this.#boss.updateQueue(def.name, { name: def.name, ...policy }));
     }
     if (!this.options.work) return;
     for (const def of this.#definitions.values()) {
