@@ -2,6 +2,7 @@
  * The openai provider against a real HTTP server speaking the OpenAI embeddings wire protocol
  * (`POST /v1/embeddings`), through the real SDK: bodies, headers, batching, retries, errors.
  */
+import { getEventListeners } from 'node:events';
 import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -177,6 +178,18 @@ describe('OpenAIEmbeddingProvider', () => {
     expect(api.requests.map((r) => r.body.input.length)).toEqual([4, 4, 2]);
     expect(api.requests.flatMap((r) => r.body.input)).toEqual(texts);
     expect(vectors).toEqual(texts.map((text) => unit(vectorFor(text, 6))));
+  });
+
+  it('leaves no listeners on a long-lived caller signal (the SDK never removes its own)', async () => {
+    const api = await startApi((request) => embeddingsReply(request.body, 4));
+    const p = provider(api.baseUrl, { batchSize: 1 });
+    const job = new AbortController();
+    await p.embedDocuments(
+      Array.from({ length: 15 }, (_, i) => `text ${i}`),
+      job.signal,
+    );
+    expect(api.requests).toHaveLength(15);
+    expect(getEventListeners(job.signal, 'abort')).toHaveLength(0);
   });
 
   it('retries a 429 after Retry-After, then succeeds', async () => {

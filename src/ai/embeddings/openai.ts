@@ -127,11 +127,23 @@ export class OpenAIEmbeddingProvider implements EmbeddingProvider {
     let data: unknown;
     try {
       // raceAbort: the SDK only looks at the signal between attempts, not during a Retry-After sleep.
-      const response = await raceAbort(
-        this.#client.embeddings.create(body, signal ? { signal } : {}),
-        signal,
-      );
-      data = (response as { data?: unknown }).data;
+      // The SDK adds an abort listener to the signal it gets on every attempt and never removes it, so
+      // a long-lived caller signal (an embed job's, across hundreds of batches) would collect them:
+      // the SDK gets a per-request signal instead, linked to the caller's only while this runs.
+      const request = new AbortController();
+      const forward = () => {
+        request.abort(signal?.reason);
+      };
+      signal?.addEventListener('abort', forward, { once: true });
+      try {
+        const response = await raceAbort(
+          this.#client.embeddings.create(body, signal ? { signal: request.signal } : {}),
+          signal,
+        );
+        data = (response as { data?: unknown }).data;
+      } finally {
+        signal?.removeEventListener('abort', forward);
+      }
     } catch (error) {
       throw this.#toEmbeddingError(error);
     }

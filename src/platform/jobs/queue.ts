@@ -157,8 +157,21 @@ export class JobQueue {
     // pg-boss fails (and retries) a job that outlives its expiry but cannot stop the handler, which
     // would run on beside its retry; aborting at the same moment lets it stop at its next safe point.
     // `expireInSeconds` is typed a number but is a numeric column: a string from the driver.
+    // One controller per job, released when the job ends: combining signals with AbortSignal.any
+    // left a listener on the queue's shutdown signal per job run (a leak, and Node's warning at 11).
     const expireIn: unknown = job.expireInSeconds;
-    const expired = AbortSignal.timeout(Number(expireIn) * 1000);
+    const controller = new AbortController();
+    const onShutdown = () => {
+      controller.abort(this.#abort.signal.reason);
+    };
+    this.#abort.signal.addEventListener('abort', onShutdown, { once: true });
+    const timer = setTimeout(
+      () => {
+        controller.abort(new Error(`job expired after ${String(expireIn)} s`));
+      },
+      Number(expireIn) * 1000,
+    );
+    timer.unref();
     try {
       const output = await def.handler(job.data, {
         jobId: job.id,
@@ -166,13 +179,16 @@ export class JobQueue {
         log,
         deps: this.deps,
         queue: this,
-        signal: AbortSignal.any([this.#abort.signal, expired]),
+        signal: controller.signal,
       });
       log.info({ ms: Math.round(performance.now() - started) }, 'job completed');
       return output;
     } catch (error) {
       log.warn({ err: error, ms: Math.round(performance.now() - started) }, 'job failed');
       throw error;
+    } finally {
+      clearTimeout(timer);
+      this.#abort.signal.removeEventListener('abort', onShutdown);
     }
   }
 
