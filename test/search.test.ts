@@ -162,6 +162,11 @@ describe.each(drivers())('search (%s)', (driver) => {
     expect(vector[0]?.text).toBe(exact);
     expect(vector[0]?.explain?.vector).toBeCloseTo(1, 5);
     expect(vector[0]?.explain?.lexical).toBeNull();
+    // The query vector is cached: asking again does not embed the question again.
+    const embedded = api.inputs.filter((i) => i.text === exact).length;
+    const again = await search({ query: exact, collections: [hybridId], mode: 'vector', k: 3 });
+    expect(again.map((h) => h.chunkId)).toEqual(vector.map((h) => h.chunkId));
+    expect(api.inputs.filter((i) => i.text === exact).length).toBe(embedded);
     const exactScan = await search({
       query: exact,
       collections: [hybridId],

@@ -15,7 +15,11 @@
  * tenant transaction (row-level security).
  */
 import { sql, type Transaction } from 'kysely';
-import type { EmbeddingProviderName, EmbeddingProviders } from '../../ai/embeddings/index.js';
+import type {
+  EmbeddingProvider,
+  EmbeddingProviderName,
+  EmbeddingProviders,
+} from '../../ai/embeddings/index.js';
 import { EmbeddingError } from '../../ai/embeddings/types.js';
 import { assertPermission, type WorkspaceContext } from '../../platform/auth/access.js';
 import type { Db } from '../../platform/db/database.js';
@@ -176,11 +180,34 @@ async function vectorRanking(
   return rows.map((r) => ({ id: r.id, score: 1 - r.distance }));
 }
 
+/** Query vectors kept per process (most recently used); a repeated question is embedded once. */
+export const QUERY_VECTOR_CACHE_SIZE = 1000;
+
 export class SearchService {
+  readonly #queryVectors = new Map<string, number[]>();
+
   constructor(
     private readonly db: Db,
     private readonly embeddings: EmbeddingProviders | undefined,
   ) {}
+
+  async #queryVector(provider: EmbeddingProvider, query: string): Promise<number[]> {
+    const key = `${provider.provider}\u0000${provider.model}\u0000${query}`;
+    const hit = this.#queryVectors.get(key);
+    if (hit) {
+      // Refresh its place: Map iteration order is insertion order, so the first key is the oldest.
+      this.#queryVectors.delete(key);
+      this.#queryVectors.set(key, hit);
+      return hit;
+    }
+    const vector = await provider.embedQuery(query);
+    this.#queryVectors.set(key, vector);
+    if (this.#queryVectors.size > QUERY_VECTOR_CACHE_SIZE) {
+      const oldest = this.#queryVectors.keys().next();
+      if (!oldest.done) this.#queryVectors.delete(oldest.value);
+    }
+    return vector;
+  }
 
   async search(
     ws: WorkspaceContext,
@@ -221,7 +248,7 @@ export class SearchService {
         });
         if (!provider) continue;
         try {
-          vectors.set(modelKey(c), await provider.embedQuery(request.query));
+          vectors.set(modelKey(c), await this.#queryVector(provider, request.query));
         } catch (error) {
           if (!(error instanceof EmbeddingError) || request.mode === 'vector')
             throw embeddingUnavailable(error);
