@@ -24,7 +24,7 @@ import { DocumentService } from '../modules/documents/service.js';
 import type { EmbeddingProviderName } from '../ai/embeddings/index.js';
 import { parseRecord } from './import.js';
 import { CliError, EXIT_INTERRUPTED, EXIT_PARTIAL, itemFailure, pool } from './ingest.js';
-import { type Failure, Reporter, Tally, waitForProcessing } from './progress.js';
+import { type Failure, Reporter, Tally, waitForDocuments } from './progress.js';
 import { asOperator, type Operator } from './search.js';
 
 export interface EvalOptions {
@@ -276,18 +276,10 @@ export async function evalCommand({ config }: { config: Config }, opts: EvalOpti
           });
           stored = performance.now();
           if (!aborted()) reporter.processing();
-          await waitForProcessing(tally, {
+          await waitForDocuments(tally, reporter, {
             statuses: (ids) => documents.statuses(ws, ids),
-            pollMs: embedded ? 250 : 1000,
             signal: controller.signal,
-            stallMs: 60_000,
-            onStall: embedded
-              ? undefined
-              : (pending) => {
-                  reporter.note(
-                    `Still waiting for ${pending} document(s) with no progress for a minute: is a \`larder worker\` running against this database?`,
-                  );
-                },
+            embedded,
           });
         } finally {
           reporter.stop();

@@ -40,7 +40,7 @@ import {
   Reporter,
   type ReporterOptions,
   Tally,
-  waitForProcessing,
+  waitForDocuments,
 } from './progress.js';
 
 export const EXIT_PARTIAL = 2;
@@ -158,7 +158,7 @@ const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
  * The workspace named by `--workspace` (slug or id), or the only one. Operators act on any workspace,
  * so this reads the instance's list as the connecting role (no tenant yet).
  */
-async function resolveWorkspace(runtime: Runtime, wanted: string | undefined): Promise<WorkspaceRow> {
+export async function resolveWorkspace(runtime: Runtime, wanted: string | undefined): Promise<WorkspaceRow> {
   const rows = await runtime.database.db
     .selectFrom('workspaces')
     .select(['id', 'name', 'slug'])
@@ -212,19 +212,22 @@ export interface CommandSpec {
   body(run: Run): Promise<void>;
 }
 
-/** Logs go to stderr (stdout is for the summary), at `warn` unless LOG_LEVEL says otherwise. */
-function stderrLogger(config: Config): Logger {
+/** Logs go to stderr (stdout is for summaries and results), at `warn` unless LOG_LEVEL says otherwise. */
+export function stderrLogger(config: Config): Logger {
   const level = process.env.LOG_LEVEL === undefined && config.logLevel === 'info' ? 'warn' : config.logLevel;
   return createLogger({ logLevel: level, logPretty: false }, pino.destination({ dest: 2, sync: true }));
 }
 
-function fatalMessage(error: unknown, config: Config, command: string): string {
+/** What to print for an error that ends a CLI command (no stack traces). */
+export function fatalMessage(error: unknown, config: Config, command: string): string {
   if (error instanceof StartupError && !config.databaseUrl && error.message.includes('in use by process'))
     return (
       `${error.message}\n` +
       `\`larder ${command}\` opens the embedded database itself, so it cannot run next to \`larder serve\` ` +
-      'on the same LARDER_DATA_DIR. Stop the server first, or upload through its API while it runs ' +
-      '(POST /v1/collections/{id}/documents).'
+      'on the same LARDER_DATA_DIR. Stop the server first' +
+      (command === 'ingest' || command === 'import'
+        ? ', or upload through its API while it runs (POST /v1/collections/{id}/documents).'
+        : '.')
     );
   if (error instanceof CliError || error instanceof StartupError) return error.message;
   if (error instanceof AppError) return error.detail ?? error.title;
@@ -307,18 +310,10 @@ export async function runCommand(config: Config, opts: CommonOptions, spec: Comm
       const wait = (opts.wait === true || embedded) && !controller.signal.aborted;
       if (wait) {
         reporter.processing();
-        await waitForProcessing(tally, {
+        await waitForDocuments(tally, reporter, {
           statuses: (ids) => documents.statuses(ws, ids),
-          pollMs: embedded ? 250 : 1000,
           signal: controller.signal,
-          stallMs: 60_000,
-          onStall: embedded
-            ? undefined
-            : (pending) => {
-                reporter.note(
-                  `Still waiting for ${pending} document(s) with no progress for a minute: is a \`larder worker\` running against this database?`,
-                );
-              },
+          embedded,
         });
       }
       reporter.stop();

@@ -206,6 +206,31 @@ export interface WaitOptions {
   stallMs?: number;
 }
 
+/**
+ * The waiting every ingesting command does: fast polls in embedded mode (this process works the
+ * queue), slower ones in server mode with a hint after a minute without progress that no worker may
+ * be running.
+ */
+export function waitForDocuments(
+  tally: Tally,
+  reporter: Pick<Reporter, 'note'>,
+  options: Pick<WaitOptions, 'statuses' | 'signal'> & { embedded: boolean },
+): Promise<void> {
+  return waitForProcessing(tally, {
+    statuses: options.statuses,
+    pollMs: options.embedded ? 250 : 1000,
+    signal: options.signal,
+    stallMs: 60_000,
+    onStall: options.embedded
+      ? undefined
+      : (pending) => {
+          reporter.note(
+            `Still waiting for ${pending} document(s) with no progress for a minute: is a \`larder worker\` running against this database?`,
+          );
+        },
+  });
+}
+
 const IDS_PER_QUERY = 1000;
 
 const sleep = (ms: number, signal: AbortSignal) =>

@@ -13,15 +13,20 @@
  * Exit status: 0 (also with no hits), 1 unknown workspace or collection / fatal error, 78 invalid
  * configuration.
  */
-import { pino } from 'pino';
 import type { Config } from '../config.js';
 import { CollectionService } from '../modules/collections/service.js';
 import { type SearchHit, type SearchMode, SearchService } from '../modules/search/service.js';
 import type { WorkspaceContext } from '../platform/auth/access.js';
-import { AppError, StartupError } from '../platform/errors.js';
-import { createLogger, type Logger } from '../platform/logger.js';
+import type { Logger } from '../platform/logger.js';
 import { openRuntime, type Runtime, type RuntimeOptions } from '../runtime.js';
-import { CliError, EXIT_FATAL, operatorContext } from './ingest.js';
+import {
+  CliError,
+  EXIT_FATAL,
+  fatalMessage,
+  operatorContext,
+  resolveWorkspace,
+  stderrLogger,
+} from './ingest.js';
 
 export interface SearchOptions {
   collection: string[];
@@ -33,64 +38,7 @@ export interface SearchOptions {
 }
 
 // ---------------------------------------------------------------------------------------------------
-// Operator plumbing (the same behaviour as `runCommand` in ingest.ts, whose helpers are private)
-
-/** Logs go to stderr (stdout is for results), at `warn` unless LOG_LEVEL says otherwise. */
-export function stderrLogger(config: Config): Logger {
-  const level = process.env.LOG_LEVEL === undefined && config.logLevel === 'info' ? 'warn' : config.logLevel;
-  return createLogger({ logLevel: level, logPretty: false }, pino.destination({ dest: 2, sync: true }));
-}
-
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
-
-/** The workspace named by `--workspace` (slug or id), or the only one; CliError otherwise. */
-export async function resolveWorkspace(
-  runtime: Runtime,
-  wanted: string | undefined,
-): Promise<{ id: string; slug: string; name: string }> {
-  const rows = await runtime.database.db
-    .selectFrom('workspaces')
-    .select(['id', 'name', 'slug'])
-    .where('deleted_at', 'is', null)
-    .orderBy('created_at')
-    .execute();
-  const choices = rows
-    .slice(0, 20)
-    .map((w) => `  ${w.slug}  (${w.name}, ${w.id})`)
-    .join('\n');
-  if (rows.length === 0)
-    throw new CliError(
-      'There are no workspaces yet: create a user and their workspace with `larder admin create-user --email … --owner`',
-    );
-  if (wanted !== undefined) {
-    const key = wanted.trim().toLowerCase();
-    const found = rows.find((w) => (UUID.test(key) ? w.id === key : w.slug === key));
-    if (found) return found;
-    throw new CliError(`No workspace "${wanted}". Name one by slug or id with --workspace:\n${choices}`);
-  }
-  const [only] = rows;
-  if (rows.length === 1 && only) return only;
-  throw new CliError(
-    `There are ${rows.length} workspaces; choose one with --workspace <slug|id>:\n${choices}`,
-  );
-}
-
-export function fatalMessage(error: unknown, config: Config, command: string): string {
-  if (error instanceof StartupError && !config.databaseUrl && error.message.includes('in use by process'))
-    return (
-      `${error.message}\n\`larder ${command}\` opens the embedded database itself, so it cannot run next to ` +
-      '`larder serve` on the same LARDER_DATA_DIR. Stop the server first.'
-    );
-  if (error instanceof CliError || error instanceof StartupError) return error.message;
-  if (error instanceof AppError) return error.detail ?? error.title;
-  if (error instanceof Error) {
-    const code = (error as NodeJS.ErrnoException).code;
-    return code === 'ECONNREFUSED' || code === 'ENOTFOUND' || code === 'ETIMEDOUT'
-      ? `Cannot reach the database or Redis: ${error.message}`
-      : error.message;
-  }
-  return String(error);
-}
+// Operator plumbing (shared with ingest and import)
 
 export interface Operator {
   runtime: Runtime;
