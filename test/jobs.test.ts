@@ -57,6 +57,7 @@ describe.each(drivers())('job queue (%s)', (driver) => {
   });
 
   const doomedAttempts: number[] = [];
+  const doomedLast: boolean[] = [];
   const buried: string[] = [];
   const dead = defineJob({
     name: 'test.dead',
@@ -74,6 +75,7 @@ describe.each(drivers())('job queue (%s)', (driver) => {
     deadLetter: 'test.dead',
     async handler(_payload, ctx) {
       doomedAttempts.push(ctx.retryCount);
+      doomedLast.push(ctx.lastAttempt);
       throw new Error('always fails');
     },
   });
@@ -170,6 +172,7 @@ describe.each(drivers())('job queue (%s)', (driver) => {
     await jobs.send(doomed, { key });
     await waitFor(async () => (buried.includes(key) ? true : null), 'dead letter to run');
     expect(doomedAttempts).toEqual([0, 1]);
+    expect(doomedLast).toEqual([false, true]);
   });
 
   it('enqueues inside a transaction: a rollback leaves no job behind', async () => {

@@ -36,8 +36,7 @@ export const ingestDocumentJob = defineJob({
   retry: { limit: 4, delaySeconds: 5, backoff: true },
   expireInSeconds: 30 * 60,
   deadLetter: documentJobFailedJob.name,
-  handler: async (payload, ctx): Promise<unknown> =>
-    (await pipeline()).ingestDocument(payload, ctx, ingestDocumentJob.retry.limit),
+  handler: async (payload, ctx): Promise<unknown> => (await pipeline()).ingestDocument(payload, ctx),
 });
 
 /** Embed the chunks that have no vector for the collection's model yet: searchable → ready. */
@@ -47,8 +46,7 @@ export const embedDocumentJob = defineJob({
   retry: { limit: 6, delaySeconds: 10, backoff: true },
   expireInSeconds: 60 * 60,
   deadLetter: documentJobFailedJob.name,
-  handler: async (payload, ctx): Promise<unknown> =>
-    (await pipeline()).embedDocument(payload, ctx, embedDocumentJob.retry.limit),
+  handler: async (payload, ctx): Promise<unknown> => (await pipeline()).embedDocument(payload, ctx),
 });
 
 /** After a collection's embedding model changed: re-embed every document, drop the old vectors. */

@@ -118,13 +118,12 @@ export async function failAbandoned(payload: DocumentJobPayload, ctx: JobContext
   return { failed: true };
 }
 
-const lastAttempt = (ctx: JobContext, retryLimit: number) => ctx.retryCount >= retryLimit;
 const describe = (error: unknown) => (error instanceof Error ? error.message : String(error));
 
 // ---------------------------------------------------------------------------------------------------
 // Phase 1: parse, chunk, index lexically
 
-export async function ingestDocument(payload: DocumentJobPayload, ctx: JobContext, retryLimit: number) {
+export async function ingestDocument(payload: DocumentJobPayload, ctx: JobContext) {
   const db = ctx.deps.database.db;
   const ws = payload.workspaceId;
   const claimed = await withTenant(db, ws, async (trx) => {
@@ -271,7 +270,7 @@ export async function ingestDocument(payload: DocumentJobPayload, ctx: JobContex
       await fail(db, ctx, payload, `${error.reason}: ${error.message}`);
       return { failed: error.reason };
     }
-    if (lastAttempt(ctx, retryLimit)) await fail(db, ctx, payload, `processing failed: ${describe(error)}`);
+    if (ctx.lastAttempt) await fail(db, ctx, payload, `processing failed: ${describe(error)}`);
     throw error;
   }
 }
@@ -354,7 +353,7 @@ async function insertChunks(
 // ---------------------------------------------------------------------------------------------------
 // Phase 2: embeddings
 
-export async function embedDocument(payload: DocumentJobPayload, ctx: JobContext, retryLimit: number) {
+export async function embedDocument(payload: DocumentJobPayload, ctx: JobContext) {
   const db = ctx.deps.database.db;
   const ws = payload.workspaceId;
   const batchSize = ctx.deps.config.embeddingBatchSize;
@@ -502,7 +501,7 @@ export async function embedDocument(payload: DocumentJobPayload, ctx: JobContext
   } catch (error) {
     // A shutdown aborts the request: not the document's fault, the job runs again.
     const permanent = error instanceof EmbeddingError && !error.retryable && error.reason !== 'aborted';
-    if (permanent || lastAttempt(ctx, retryLimit)) {
+    if (permanent || ctx.lastAttempt) {
       await fail(db, ctx, payload, `embedding failed: ${describe(error)}`);
       if (permanent) return { failed: describe(error) };
     }

@@ -32,6 +32,8 @@ export interface JobContext {
   jobId: string;
   /** 0 on the first attempt. */
   retryCount: number;
+  /** This is the last attempt the retry policy allows (a failure now is final). */
+  lastAttempt: boolean;
   /** Child logger carrying `jobId` and `queue`. */
   log: Logger;
   deps: JobDeps;

@@ -176,6 +176,7 @@ export class JobQueue {
       const output = await def.handler(job.data, {
         jobId: job.id,
         retryCount: job.retryCount,
+        lastAttempt: job.retryCount >= job.retryLimit,
         log,
         deps: this.deps,
         queue: this,
