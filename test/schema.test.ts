@@ -49,12 +49,18 @@ const TENANT_TABLES = [
   'chunks',
   'chunk_embeddings',
   'embedding_cache',
+  'collection_stats',
   'conversations',
   'messages',
   'feedback',
   'review_items',
   'usage_events',
 ] as const;
+/**
+ * workspace_id NOT NULL (row-level security) but no foreign key: rows written and removed only by the
+ * lexical-index trigger on documents (0007), which a workspace's deletion fires for every document.
+ */
+const TRIGGER_OWNED_TENANT_TABLES = ['chunk_terms'] as const;
 /** workspace_id is nullable by design (instance-level events), but still cascades and is indexed. */
 const NULLABLE_TENANT_TABLES = ['audit_log'] as const;
 /** No workspace_id by design: global accounts, the tenant itself, user sessions, SSO links. */
@@ -88,7 +94,12 @@ describe.each(drivers())('schema (%s)', (driver) => {
       const { rows } = await sql<{ tablename: string }>`
         select tablename from pg_tables where schemaname = 'public' order by tablename`.execute(db);
       const tables = rows.map((r) => r.tablename);
-      const expected = [...TENANT_TABLES, ...NULLABLE_TENANT_TABLES, ...GLOBAL_TABLES].sort();
+      const expected = [
+        ...TENANT_TABLES,
+        ...TRIGGER_OWNED_TENANT_TABLES,
+        ...NULLABLE_TENANT_TABLES,
+        ...GLOBAL_TABLES,
+      ].sort();
       expect(expected.length).toBeGreaterThanOrEqual(16);
       // A new table must be added to one of the lists above (and so be checked for workspace_id).
       expect(tables.filter((name) => !name.startsWith('larder_migration'))).toEqual(expected);
@@ -131,6 +142,10 @@ describe.each(drivers())('schema (%s)', (driver) => {
       const expected = Object.fromEntries<Facts>([
         ...TENANT_TABLES.map((tbl): [string, Facts] => [tbl, facts(true)]),
         ...NULLABLE_TENANT_TABLES.map((tbl): [string, Facts] => [tbl, facts(false)]),
+        ...TRIGGER_OWNED_TENANT_TABLES.map((tbl): [string, Facts] => [
+          tbl,
+          { notNull: true, indexed: false, cascades: false },
+        ]),
       ]);
       expect(actual).toEqual(expected);
       for (const global of GLOBAL_TABLES) expect(actual).not.toHaveProperty(global);
@@ -269,6 +284,7 @@ describe.each(drivers())('schema (%s)', (driver) => {
         token_count: 1,
         content_hash: sha256('bad'),
         tsv: sql<string>`to_tsvector('english', 'bad')`,
+        lexeme_count: 1,
       };
 
       // Thunks: each statement runs only when its turn comes (never several in flight, never unawaited).
@@ -519,6 +535,9 @@ describe.each(drivers())('schema (%s)', (driver) => {
         const doc = await createDocument(db, tenant, collectionId, 'rules');
         const chunk = await createChunk(db, doc, 0, 'Wash your hands before service.');
         await embedChunk(db, chunk, axisVector(3));
+        // Searchable: the lexical-index trigger writes its postings and the collection's statistics.
+        for (const status of ['parsing', 'ready'] as const)
+          await db.updateTable('documents').set({ status }).where('id', '=', doc.id).execute();
         const conversation = await db
           .insertInto('conversations')
           .values({
@@ -550,9 +569,11 @@ describe.each(drivers())('schema (%s)', (driver) => {
 
       await db.deleteFrom('workspaces').where('id', '=', doomed.workspaceId).execute();
 
-      for (const table of [...TENANT_TABLES, ...NULLABLE_TENANT_TABLES]) {
+      for (const table of [...TENANT_TABLES, ...TRIGGER_OWNED_TENANT_TABLES, ...NULLABLE_TENANT_TABLES]) {
         expect(await countWhere(db, table, 'workspace_id', doomed.workspaceId), table).toBe(0);
       }
+      // "wash", "hand", "servic": one posting per distinct lexeme.
+      expect(await countWhere(db, 'chunk_terms', 'workspace_id', kept.workspaceId)).toBe(3);
       for (const table of [
         'memberships',
         'collections',
@@ -560,6 +581,7 @@ describe.each(drivers())('schema (%s)', (driver) => {
         'document_blobs',
         'chunks',
         'chunk_embeddings',
+        'collection_stats',
         'conversations',
         'messages',
         'audit_log',

@@ -150,6 +150,7 @@ export async function createChunk(
       char_end: charStart + text.length,
       content_hash: sha256(text),
       tsv: sql<string>`to_tsvector('english', ${text})`,
+      lexeme_count: sql<number>`(select coalesce(sum(cardinality(l.positions)), 0) from unnest(to_tsvector('english', ${text})) l)`,
     })
     .returning('id')
     .executeTakeFirstOrThrow();

@@ -106,7 +106,20 @@ function documentFilter(filters: SearchFilters | undefined) {
   return sql.join(parts, sql` and `);
 }
 
-/** Exact Okapi BM25 (Lucene idf) over chunks matching any query term; best `limit` first. */
+/** Whether any document-level filter is set (they need a join from the postings to the documents). */
+const hasDocumentFilter = (f: SearchFilters | undefined): boolean =>
+  [f?.documentIds, f?.externalIds, f?.mime].some((list) => (list?.length ?? 0) > 0) ||
+  [f?.metadata, f?.createdAfter, f?.createdBefore].some((value) => value !== undefined);
+
+/**
+ * Exact Okapi BM25 (Lucene idf) over the chunks matching ANY query term; best `limit` first.
+ *
+ * Everything comes from the lexical index (migrations/0007_lexical_index.sql): N and the total length
+ * from `collection_stats`, each query term's postings from `chunk_terms` through its covering index
+ * (one index-only range per term), the document frequency as the number of those postings, and each
+ * candidate's score summed over its postings. The postings hold only searchable documents' chunks, so
+ * without filters no other table is read.
+ */
 async function lexicalRanking(
   trx: Trx,
   collection: CollectionInfo,
@@ -114,33 +127,35 @@ async function lexicalRanking(
   filters: SearchFilters | undefined,
   limit: number,
 ): Promise<Ranked[]> {
+  const k1 = sql`${collection.bm25_k1}::float8`;
+  const b = sql`${collection.bm25_b}::float8`;
+  const filtered = hasDocumentFilter(filters)
+    ? sql`and p.chunk_id in (select c.id from chunks c join documents d on d.id = c.document_id
+                             where c.collection_id = ${collection.id}::uuid and ${documentFilter(filters)})`
+    : sql``;
   const { rows } = await sql<{ id: string; score: number }>`
     with terms as materialized (
-      select coalesce(array_agg(distinct t.lexeme order by t.lexeme), '{}') as lex
-      from unnest(to_tsvector(${collection.text_search_config}::regconfig, ${query})) t
+      select distinct t.lexeme from unnest(to_tsvector(${collection.text_search_config}::regconfig, ${query})) t
     ),
     stats as materialized (
-      select count(*)::float8 as n, coalesce(avg(lexeme_count), 1)::float8 as avgdl
-      from chunks where collection_id = ${collection.id}::uuid
+      select coalesce(max(s.chunk_count), 0)::float8 as n,
+             coalesce(max(s.total_length::float8 / nullif(s.chunk_count, 0)), 1) as avgdl
+      from collection_stats s where s.collection_id = ${collection.id}::uuid
+    ),
+    postings as materialized (
+      select p.lexeme, p.chunk_id, p.tf, p.length from chunk_terms p
+      where p.collection_id = ${collection.id}::uuid and p.lexeme in (select lexeme from terms)
     ),
     weights as materialized (
-      select array_agg(ln(1 + (s.n - d.df + 0.5) / (d.df + 0.5)) order by t.ord) as w,
-             string_agg(quote_literal(t.lexeme), ' | ')::tsquery as any_term
-      from terms, stats s, unnest(terms.lex) with ordinality t(lexeme, ord),
-      lateral (select count(*)::float8 as df from chunks c
-               where c.collection_id = ${collection.id}::uuid and c.tsv @@ quote_literal(t.lexeme)::tsquery) d
+      select p.lexeme, ln(1 + (s.n - count(*) + 0.5) / (count(*) + 0.5)) as w
+      from postings p cross join stats s group by p.lexeme, s.n
     )
-    select c.id,
-      (select sum(w.w[array_position(terms.lex, l.lexeme)] * (cardinality(l.positions) * (${collection.bm25_k1}::float8 + 1))
-                  / (cardinality(l.positions) + ${collection.bm25_k1}::float8
-                     * (1 - ${collection.bm25_b}::float8 + ${collection.bm25_b}::float8 * c.lexeme_count / s.avgdl)))
-       from unnest(c.tsv) l where l.lexeme = any(terms.lex)) as score
-    from chunks c
-    join documents d on d.id = c.document_id
-    cross join terms cross join stats s cross join weights w
-    where c.collection_id = ${collection.id}::uuid and w.any_term is not null and c.tsv @@ w.any_term
-      and ${documentFilter(filters)}
-    order by score desc, c.id
+    select p.chunk_id as id,
+           sum(w.w * p.tf * (${k1} + 1) / (p.tf + ${k1} * (1 - ${b} + ${b} * p.length / s.avgdl))) as score
+    from postings p join weights w on w.lexeme = p.lexeme cross join stats s
+    where true ${filtered}
+    group by p.chunk_id
+    order by score desc, p.chunk_id
     limit ${limit}
   `.execute(trx);
   return rows.map((r) => ({ id: r.id, score: r.score }));

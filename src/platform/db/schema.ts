@@ -284,7 +284,7 @@ export interface ChunksTable {
   /** write with sql`to_tsvector(${config}::regconfig, ${text})` */
   tsv: string;
   /** number of lexeme occurrences in tsv (BM25 document length) */
-  lexeme_count: number | null;
+  lexeme_count: number;
   metadata: JsonObjectColumn;
   created_at: GeneratedTimestamp;
   updated_at: GeneratedTimestamp;
@@ -316,6 +316,28 @@ export interface EmbeddingCacheTable {
   dimensions: number;
   embedding: string;
   created_at: GeneratedTimestamp;
+}
+
+// ---------------------------------------------------------------------------------------------------
+// 0007_lexical_index: written only by the trigger on documents (searchable chunks only)
+
+/** BM25 postings: one row per (chunk, distinct lexeme). */
+export interface ChunkTermsTable {
+  workspace_id: string;
+  collection_id: string;
+  lexeme: string;
+  chunk_id: string;
+  tf: number;
+  length: number;
+}
+
+/** N and total length of the searchable chunks, per collection. */
+export interface CollectionStatsTable {
+  collection_id: string;
+  workspace_id: string;
+  chunk_count: ColumnType<string, never, never>;
+  total_length: ColumnType<string, never, never>;
+  updated_at: GeneratedTimestamp;
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -431,6 +453,8 @@ export interface DB {
   chunks: ChunksTable;
   chunk_embeddings: ChunkEmbeddingsTable;
   embedding_cache: EmbeddingCacheTable;
+  chunk_terms: ChunkTermsTable;
+  collection_stats: CollectionStatsTable;
   conversations: ConversationsTable;
   messages: MessagesTable;
   feedback: FeedbackTable;
