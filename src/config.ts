@@ -343,6 +343,11 @@ export const settings = {
     schema: Type.Integer({ minimum: 1, maximum: 3600, default: 120 }),
     doc: 'How often workers look for timed-out jobs (and archive finished ones): a crashed worker’s jobs are retried within the job timeout plus this.',
   },
+  searchExactBelow: {
+    env: 'LARDER_SEARCH_EXACT_BELOW',
+    schema: Type.Integer({ minimum: 0, default: 10_000 }),
+    doc: 'Collections with fewer searchable chunks than this are searched by an exact vector scan instead of the HNSW index (exact, and as fast at that size); 0 = always the index.',
+  },
 } as const satisfies Record<string, { env: string; schema: TSchema; doc: string; secret?: boolean }>;
 
 type Settings = typeof settings;

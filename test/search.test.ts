@@ -2,12 +2,21 @@
  * POST /v1/search on both drivers: BM25 scores equal a textbook reference computed from the same
  * tsvectors, filters apply inside the query, vector and hybrid modes, tenancy.
  */
+import { randomUUID } from 'node:crypto';
+import { Redis } from 'ioredis';
 import { sql } from 'kysely';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import {
+  createEmbeddingProvider,
+  type EmbeddingProvider,
+  embeddingOptionsFromConfig,
+} from '../src/ai/embeddings/index.js';
+import { QueryVectorCache } from '../src/modules/search/query-vectors.js';
 import { parseTsvector, ReferenceBm25 } from '../src/modules/search/eval/reference-bm25.js';
 import { createTestApp, fastAuth, signUp, type SignedUp, type TestApp } from './helpers/app.js';
 import { drivers } from './helpers/database.js';
 import { authHeaders, type DocumentBody, waitForStatus } from './helpers/documents.js';
+import { testConfig } from './helpers/config.js';
 import { type EmbeddingsServer, startEmbeddingsServer } from './helpers/embeddings-server.js';
 
 interface Hit {
@@ -188,6 +197,52 @@ describe.each(drivers())('search (%s)', (driver) => {
     expect(copies.map((h) => h.explain?.vectorRank ?? null).sort()).toEqual([1, null]);
   });
 
+  it('pages through results with a cursor bound to the request', async () => {
+    const body = { query: 'apple pear water winter', collections: [lexicalId], mode: 'lexical' };
+    const all = await search({ ...body, k: 20 });
+    expect(all.length).toBeGreaterThan(4);
+    const paged: Hit[] = [];
+    let cursor: string | null = null;
+    let pages = 0;
+    do {
+      const res = await call('/v1/search', { ...body, k: 2, ...(cursor ? { cursor } : {}) });
+      expect(res.statusCode, res.body).toBe(200);
+      const page = res.json<{ data: Hit[]; nextCursor: string | null }>();
+      expect(page.data.length).toBeLessThanOrEqual(2);
+      paged.push(...page.data);
+      cursor = page.nextCursor;
+      pages++;
+    } while (cursor && pages < 20);
+    expect(paged.map((h) => h.chunkId)).toEqual(all.map((h) => h.chunkId));
+    expect(pages).toBe(Math.ceil(all.length / 2));
+
+    const first = (await call('/v1/search', { ...body, k: 2 })).json<{ nextCursor: string }>();
+    // A cursor belongs to its request: another query, a forged or a garbled cursor is refused.
+    for (const bad of [
+      { ...body, query: 'tomatoes', k: 2, cursor: first.nextCursor },
+      { ...body, k: 2, cursor: Buffer.from('{"o":2,"h":"x"}').toString('base64url') },
+      { ...body, k: 2, cursor: 'not a cursor' },
+    ]) {
+      const res = await call('/v1/search', bad);
+      expect(res.statusCode, JSON.stringify(bad)).toBe(400);
+      expect(res.json<{ code: string }>().code).toBe('validation_failed');
+    }
+  });
+
+  it('reports where the query vector came from', async () => {
+    const query = 'a question asked twice about bees';
+    const meta = async (s = owner) => {
+      const res = await call('/v1/search', { query, collections: [hybridId] }, s);
+      return res.json<{ meta: { queryVectorCache: string | null } }>().meta.queryVectorCache;
+    };
+    expect(await meta()).toBe('miss');
+    expect(await meta()).toBe('memory');
+    const lexicalOnly = await call('/v1/search', { query, collections: [lexicalId] });
+    expect(
+      lexicalOnly.json<{ meta: { queryVectorCache: string | null } }>().meta.queryVectorCache,
+    ).toBeNull();
+  });
+
   it('refuses bad requests and never reaches another workspace', async () => {
     expect((await call('/v1/search', { query: '' })).statusCode).toBe(400);
     expect((await call('/v1/search', { query: 'x', k: 1000 })).statusCode).toBe(400);
@@ -196,5 +251,62 @@ describe.each(drivers())('search (%s)', (driver) => {
     expect(await search({ query: 'apple' }, other)).toEqual([]);
     const vectorless = await call('/v1/search', { query: 'apple', collections: [lexicalId], mode: 'vector' });
     expect(vectorless.statusCode).toBe(400);
+  });
+});
+
+const redisUrl = inject('redisUrl');
+
+describe.runIf(redisUrl !== null)('query vector cache (Redis)', () => {
+  let api: EmbeddingsServer;
+  let redis: Redis;
+  let provider: EmbeddingProvider;
+
+  beforeAll(async () => {
+    api = await startEmbeddingsServer(384);
+    redis = new Redis(redisUrl ?? '');
+    const options = embeddingOptionsFromConfig(
+      testConfig({
+        LARDER_OPENAI_EMBEDDING_BASE_URL: api.baseUrl,
+        LARDER_OPENAI_EMBEDDING_MODEL: 'cache-test',
+        LARDER_OPENAI_EMBEDDING_MAX_RETRIES: '0',
+      }),
+    );
+    const created = createEmbeddingProvider({ provider: 'openai' }, options);
+    if (!created) throw new Error('no provider');
+    provider = created;
+  });
+  afterAll(async () => {
+    await provider.close();
+    redis.disconnect();
+    await api.close();
+  });
+
+  it('shares vectors between processes, per workspace, exactly as embedded', async () => {
+    const query = `shared question ${randomUUID()}`;
+    const [wsA, wsB] = [randomUUID(), randomUUID()];
+    const first = await new QueryVectorCache(redis).get(wsA, provider, query);
+    expect(first.cache).toBe('miss');
+    // Another process (a new cache instance) finds it in Redis without calling the model.
+    const requests = api.requests;
+    const second = await new QueryVectorCache(redis).get(wsA, provider, query);
+    expect(second.cache).toBe('redis');
+    expect(api.requests).toBe(requests);
+    // float32 round trip: what pgvector stores anyway.
+    expect(second.vector).toEqual(Array.from(Float32Array.from(first.vector)));
+    // Another workspace never sees it.
+    expect((await new QueryVectorCache(redis).get(wsB, provider, query)).cache).toBe('miss');
+  });
+
+  it('embeds when Redis fails instead of failing the search', async () => {
+    const broken = new Redis('redis://127.0.0.1:1', {
+      lazyConnect: true,
+      maxRetriesPerRequest: 0,
+      retryStrategy: () => null,
+    });
+    broken.on('error', () => undefined);
+    const result = await new QueryVectorCache(broken).get(randomUUID(), provider, 'when redis is down');
+    expect(result.cache).toBe('miss');
+    expect(result.vector.length).toBe(384);
+    broken.disconnect();
   });
 });

@@ -287,7 +287,9 @@ export async function evalCommand({ config }: { config: Config }, opts: EvalOpti
         const processed = performance.now();
         if (aborted()) return;
 
-        const search = new SearchService(runtime.database.db, runtime.embeddings);
+        const search = new SearchService(runtime.database.db, runtime.embeddings, {
+          exactBelow: runtime.config.searchExactBelow,
+        });
         const metrics: EvalReport['metrics'] = {};
         const searchSeconds: EvalReport['timings']['searchSeconds'] = {};
         const texts = new Map(data.corpus.map((d) => [d.id, d.text]));

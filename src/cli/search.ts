@@ -167,7 +167,9 @@ export async function searchCommand({ config }: { config: Config }, query: strin
       if (!found) throw new CliError(`No collection "${name}" in this workspace`);
       ids.push(found.id);
     }
-    const search = new SearchService(runtime.database.db, runtime.embeddings);
+    const search = new SearchService(runtime.database.db, runtime.embeddings, {
+      exactBelow: runtime.config.searchExactBelow,
+    });
     const { hits } = await search.search(ws, { query, collections: ids, k: opts.k, mode: opts.mode });
     const explain = opts.explain === true;
     const tty = (process.stdout as { isTTY?: boolean }).isTTY === true && !process.env.NO_COLOR;

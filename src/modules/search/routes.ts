@@ -2,11 +2,14 @@
  * POST /v1/search: hybrid (default), lexical or vector search over the workspace's collections
  * (permission `search`: viewers and up, API keys with the `search` scope).
  */
+import { createHash } from 'node:crypto';
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import Type from 'typebox';
 import { requireWorkspace } from '../../platform/auth/access.js';
+import { AppError } from '../../platform/errors.js';
 import { problemResponses } from '../../platform/http/problem.js';
-import { DEFAULT_RRF_K, SearchService } from './service.js';
+import { QueryVectorCache } from './query-vectors.js';
+import { DEFAULT_RRF_K, MAX_SEARCH_DEPTH, SearchService } from './service.js';
 
 const Uuid = Type.String({ format: 'uuid' });
 export const MAX_K = 100;
@@ -60,9 +63,38 @@ const SearchBody = Type.Object(
     explain: Type.Optional(
       Type.Boolean({ default: false, description: 'Include per-component scores and ranks' }),
     ),
+    cursor: Type.Optional(
+      Type.String({
+        maxLength: 200,
+        description: `\`nextCursor\` of the previous page, with the same body otherwise (results page to a depth of ${MAX_SEARCH_DEPTH})`,
+      }),
+    ),
   },
   { additionalProperties: false },
 );
+
+/** A page cursor: the offset, bound to the request it pages through. */
+function requestHash(body: object): string {
+  const { cursor: _cursor, explain: _explain, ...rest } = body as Record<string, unknown>;
+  return createHash('sha256').update(JSON.stringify(rest)).digest('base64url').slice(0, 16);
+}
+const encodeCursor = (offset: number, hash: string) =>
+  Buffer.from(JSON.stringify({ o: offset, h: hash })).toString('base64url');
+function decodeCursor(cursor: string, hash: string): number {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8'));
+  } catch {
+    parsed = undefined;
+  }
+  const { o, h } = (parsed ?? {}) as { o?: unknown; h?: unknown };
+  if (typeof o !== 'number' || !Number.isInteger(o) || o < 0 || h !== hash)
+    throw new AppError('validation_failed', {
+      detail: 'The cursor is not valid for this search (it must come with the same body as its page)',
+      extensions: { errors: [{ in: 'body', path: '/cursor', message: 'invalid cursor' }] },
+    });
+  return o;
+}
 
 const Hit = Type.Object({
   chunkId: Uuid,
@@ -91,7 +123,10 @@ const Hit = Type.Object({
 });
 
 export const searchRoutes: FastifyPluginAsyncTypebox = async (app) => {
-  const search = new SearchService(app.deps.database.db, app.deps.embeddings);
+  const search = new SearchService(app.deps.database.db, app.deps.embeddings, {
+    queryVectors: new QueryVectorCache(app.deps.redis, app.deps.logger),
+    exactBelow: app.deps.config.searchExactBelow,
+  });
   app.post(
     '/v1/search',
     {
@@ -101,16 +136,31 @@ export const searchRoutes: FastifyPluginAsyncTypebox = async (app) => {
         summary: 'Search the workspace’s documents',
         body: SearchBody,
         response: {
-          200: Type.Object({ mode: Type.String(), data: Type.Array(Hit) }),
+          200: Type.Object({
+            mode: Type.String(),
+            data: Type.Array(Hit),
+            nextCursor: Type.Union([Type.String(), Type.Null()], {
+              description: 'Pass as `cursor` (same body) for the next page; null on the last page',
+            }),
+            meta: Type.Object({
+              queryVectorCache: Type.Union([Type.Enum(['memory', 'redis', 'miss']), Type.Null()], {
+                description: 'Where the query embedding came from; null when none was needed',
+              }),
+            }),
+          }),
           ...problemResponses(400, 401, 403, 404, 422),
         },
       },
     },
     async (request) => {
-      const { explain, ...body } = request.body;
-      const result = await search.search(requireWorkspace(request), body);
+      const { explain, cursor, ...body } = request.body;
+      const hash = requestHash(request.body);
+      const offset = cursor === undefined ? 0 : decodeCursor(cursor, hash);
+      const result = await search.search(requireWorkspace(request), { ...body, offset });
       return {
         mode: result.mode,
+        nextCursor: result.nextOffset === null ? null : encodeCursor(result.nextOffset, hash),
+        meta: { queryVectorCache: result.queryVectorCache },
         data: result.hits.map((h) => ({
           chunkId: h.chunkId,
           documentId: h.documentId,

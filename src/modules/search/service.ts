@@ -15,11 +15,7 @@
  * tenant transaction (row-level security).
  */
 import { sql, type Transaction } from 'kysely';
-import type {
-  EmbeddingProvider,
-  EmbeddingProviderName,
-  EmbeddingProviders,
-} from '../../ai/embeddings/index.js';
+import type { EmbeddingProviderName, EmbeddingProviders } from '../../ai/embeddings/index.js';
 import { EmbeddingError } from '../../ai/embeddings/types.js';
 import { assertPermission, type WorkspaceContext } from '../../platform/auth/access.js';
 import type { Db } from '../../platform/db/database.js';
@@ -27,6 +23,7 @@ import type { DB } from '../../platform/db/schema.js';
 import { INDEXED_EMBEDDING_DIMENSIONS } from '../../platform/db/schema.js';
 import { withTenant } from '../../platform/db/tenant.js';
 import { AppError } from '../../platform/errors.js';
+import { type CacheOutcome, QueryVectorCache } from './query-vectors.js';
 
 type Trx = Transaction<DB>;
 
@@ -48,6 +45,8 @@ export interface SearchRequest {
   collections?: string[] | undefined;
   filters?: SearchFilters | undefined;
   k: number;
+  /** Results to skip (pagination); offset + k ≤ MAX_SEARCH_DEPTH. */
+  offset?: number | undefined;
   mode: SearchMode;
   /** Reciprocal rank fusion: score = Σ weight / (rrfK + rank). */
   rrfK?: number | undefined;
@@ -78,6 +77,15 @@ export interface SearchHit {
 }
 
 export const DEFAULT_RRF_K = 60;
+
+export interface SearchResult {
+  hits: SearchHit[];
+  mode: SearchMode;
+  /** Where the query vector came from (null: none was needed). */
+  queryVectorCache: CacheOutcome | null;
+  /** The offset of the next page, or null when this is the last one. */
+  nextOffset: number | null;
+}
 
 interface CollectionInfo {
   id: string;
@@ -195,58 +203,60 @@ async function vectorRanking(
   return rows.map((r) => ({ id: r.id, score: 1 - r.distance }));
 }
 
-/** Query vectors kept per process (most recently used); a repeated question is embedded once. */
-export const QUERY_VECTOR_CACHE_SIZE = 1000;
+/** Below this many searchable chunks a collection's vectors are scanned exactly (no HNSW). */
+export const DEFAULT_EXACT_BELOW = 10_000;
+/** Deepest result a search can page to (offset + k). */
+export const MAX_SEARCH_DEPTH = 1000;
+
+export interface SearchServiceOptions {
+  /** Shared query-vector cache (Redis when configured); default: this service's own in memory. */
+  queryVectors?: QueryVectorCache | undefined;
+  /** Collections with fewer searchable chunks get an exact vector scan: exact and as fast. */
+  exactBelow?: number | undefined;
+}
 
 export class SearchService {
-  readonly #queryVectors = new Map<string, number[]>();
+  readonly #queryVectors: QueryVectorCache;
+  readonly #exactBelow: number;
 
   constructor(
     private readonly db: Db,
     private readonly embeddings: EmbeddingProviders | undefined,
-  ) {}
-
-  async #queryVector(provider: EmbeddingProvider, query: string): Promise<number[]> {
-    const key = `${provider.provider}\u0000${provider.model}\u0000${query}`;
-    const hit = this.#queryVectors.get(key);
-    if (hit) {
-      // Refresh its place: Map iteration order is insertion order, so the first key is the oldest.
-      this.#queryVectors.delete(key);
-      this.#queryVectors.set(key, hit);
-      return hit;
-    }
-    const vector = await provider.embedQuery(query);
-    this.#queryVectors.set(key, vector);
-    if (this.#queryVectors.size > QUERY_VECTOR_CACHE_SIZE) {
-      const oldest = this.#queryVectors.keys().next();
-      if (!oldest.done) this.#queryVectors.delete(oldest.value);
-    }
-    return vector;
+    options: SearchServiceOptions = {},
+  ) {
+    this.#queryVectors = options.queryVectors ?? new QueryVectorCache();
+    this.#exactBelow = options.exactBelow ?? DEFAULT_EXACT_BELOW;
   }
 
-  async search(
-    ws: WorkspaceContext,
-    request: SearchRequest,
-  ): Promise<{ hits: SearchHit[]; mode: SearchMode }> {
+  async search(ws: WorkspaceContext, request: SearchRequest): Promise<SearchResult> {
     assertPermission(ws, 'search');
-    const candidates = request.candidates ?? Math.max(4 * request.k, 50);
+    const offset = request.offset ?? 0;
+    if (offset + request.k > MAX_SEARCH_DEPTH)
+      throw new AppError('validation_failed', {
+        detail: `Results can be paged to a depth of ${MAX_SEARCH_DEPTH}`,
+        extensions: { errors: [{ in: 'body', path: '/cursor', message: 'pages too deep' }] },
+      });
+    const depth = offset + request.k;
+    const candidates = Math.max(request.candidates ?? Math.max(4 * request.k, 50), depth);
     const rrfK = request.rrfK ?? DEFAULT_RRF_K;
     const weights = { lexical: request.weights?.lexical ?? 1, vector: request.weights?.vector ?? 1 };
     const collections = await withTenant(this.db, ws.id, (trx) => {
       let query = trx
         .selectFrom('collections')
+        .leftJoin('collection_stats as s', 's.collection_id', 'collections.id')
         .select([
-          'id',
+          'collections.id',
           'text_search_config',
           'bm25_k1',
           'bm25_b',
           'embedding_provider',
           'embedding_model',
           'embedding_dimensions',
+          sql<number>`coalesce(s.chunk_count, 0)::float8`.as('chunk_count'),
         ])
-        .where('workspace_id', '=', ws.id)
+        .where('collections.workspace_id', '=', ws.id)
         .where('deleted_at', 'is', null);
-      if (request.collections?.length) query = query.where('id', 'in', request.collections);
+      if (request.collections?.length) query = query.where('collections.id', 'in', request.collections);
       return query.execute();
     });
     if (request.collections?.length && collections.length !== new Set(request.collections).size)
@@ -254,6 +264,7 @@ export class SearchService {
 
     // Query vectors, one per distinct model (embedded outside any transaction).
     const vectors = new Map<string, number[]>();
+    let queryVectorCache: CacheOutcome | null = null;
     if (request.mode !== 'lexical') {
       for (const c of collections) {
         if (!c.embedding_provider || !c.embedding_model || vectors.has(modelKey(c))) continue;
@@ -263,7 +274,9 @@ export class SearchService {
         });
         if (!provider) continue;
         try {
-          vectors.set(modelKey(c), await this.#queryVector(provider, request.query));
+          const { vector, cache } = await this.#queryVectors.get(ws.id, provider, request.query);
+          vectors.set(modelKey(c), vector);
+          queryVectorCache = cache;
         } catch (error) {
           if (!(error instanceof EmbeddingError) || request.mode === 'vector')
             throw embeddingUnavailable(error);
@@ -288,7 +301,7 @@ export class SearchService {
           vector.push(
             await vectorRanking(trx, c, v, request.filters, candidates, {
               efSearch: request.efSearch ?? Math.max(2 * candidates, 40),
-              exact: request.exact ?? false,
+              exact: request.exact ?? c.chunk_count < this.#exactBelow,
             }),
           );
       }
@@ -311,10 +324,15 @@ export class SearchService {
         entry.vector = [r.score, i + 1];
         fused.set(r.id, entry);
       });
-      const top = [...fused.entries()]
-        .sort((a, b) => b[1].fused - a[1].fused || (a[0] < b[0] ? -1 : 1))
-        .slice(0, request.k);
-      if (top.length === 0) return { hits: [], mode: request.mode };
+      const ranked = [...fused.entries()].sort((a, b) => b[1].fused - a[1].fused || (a[0] < b[0] ? -1 : 1));
+      const top = ranked.slice(offset, depth);
+      const result = {
+        mode: request.mode,
+        queryVectorCache,
+        // Another page exists when the ranking goes on and the depth limit allows one more result.
+        nextOffset: ranked.length > depth && depth < MAX_SEARCH_DEPTH ? depth : null,
+      };
+      if (top.length === 0) return { ...result, hits: [] };
       const ids = top.map(([id]) => id);
       const { rows } = await sql<{
         id: string;
@@ -370,7 +388,7 @@ export class SearchService {
           ranks: { lexical: s.lexical?.[1] ?? null, vector: s.vector?.[1] ?? null },
         });
       }
-      return { hits, mode: request.mode };
+      return { ...result, hits };
     });
   }
 }
