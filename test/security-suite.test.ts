@@ -385,6 +385,79 @@ describe.each(drivers())('security suite (%s)', (driver) => {
     });
   }
 
+  describe('collection access with real data', () => {
+    /** Routes that name a collection or a document by id (new ones join by existing). */
+    const contentRoutes = routes.filter((r) => /^\/v1\/(collections|documents)\/:id(\/|$)/.test(r.url));
+
+    it('covers every collection and document route', () => {
+      expect(contentRoutes.map((r) => r.name)).toEqual(
+        expect.arrayContaining([
+          'GET /v1/collections/:id',
+          'DELETE /v1/collections/:id',
+          'POST /v1/collections/:id/documents',
+          'GET /v1/documents/:id/content',
+          'POST /v1/documents/:id/reprocess',
+        ]),
+      );
+    });
+
+    it('an admin-only collection answers a viewer and an unrestricted admin key exactly like a missing one', async () => {
+      const created = await send(t.app, {
+        method: 'POST',
+        url: '/v1/collections',
+        headers: inWorkspace(w.ownerA.token, w.ownerA.workspaceId),
+        payload: { name: `Admins only ${randomUUID()}`, embedding: null, minRole: 'admin' },
+      });
+      expect(created.statusCode, show(created)).toBe(201);
+      const collectionId = created.json<{ id: string }>().id;
+      const document = await send(t.app, {
+        method: 'POST',
+        url: `/v1/collections/${collectionId}/documents`,
+        headers: inWorkspace(w.ownerA.token, w.ownerA.workspaceId),
+        payload: { text: 'Salary bands, for admins only.' },
+      });
+      expect(document.statusCode, show(document)).toBe(201);
+      const documentId = document.json<{ document: { id: string } }>().document.id;
+      const pathFor = (route: RouteUnderTest, ids: { collection: string; document: string }) =>
+        route.url
+          .replace(/^\/v1\/collections\/:id/, `/v1/collections/${ids.collection}`)
+          .replace(/^\/v1\/documents\/:id/, `/v1/documents/${ids.document}`);
+      const callers: [string, Headers][] = [
+        ['viewer', inWorkspace(w.viewer.token, w.ownerA.workspaceId)],
+        ['admin-scoped key without an allowlist', bearer(w.adminKey)],
+      ];
+      for (const [who, headers] of callers) {
+        for (const route of contentRoutes) {
+          const hidden = await call(
+            route,
+            headers,
+            emptyBody(route),
+            pathFor(route, { collection: collectionId, document: documentId }),
+          );
+          const missing = await call(
+            route,
+            headers,
+            emptyBody(route),
+            pathFor(route, { collection: randomUUID(), document: randomUUID() }),
+          );
+          const what = `${who}: ${route.name} ${show(hidden)}`;
+          expect(hidden.statusCode, what).toBe(missing.statusCode);
+          expect(hidden.json<ProblemBody>().code, what).toBe(missing.json<ProblemBody>().code);
+          expect(hidden.json<ProblemBody>().detail, what).toBe(missing.json<ProblemBody>().detail);
+          if (route.method === 'GET') expect(hidden.statusCode, what).toBe(404);
+        }
+        const list = await call(
+          routes.find((r) => r.name === 'GET /v1/collections')!,
+          headers,
+          { kind: 'none' },
+          '/v1/collections?limit=200',
+        );
+        expect(list.statusCode, show(list)).toBe(200);
+        expect(list.body, who).not.toContain(collectionId);
+      }
+    });
+  });
+
   describe('cross-tenant reads with real data', () => {
     it('another workspace can neither list nor revoke a key, which keeps working', async () => {
       const key = await createKey(w.ownerA, ['admin']);

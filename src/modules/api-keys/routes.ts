@@ -11,7 +11,7 @@ import { requireWorkspace, actingUserId } from '../../platform/auth/access.js';
 import { API_KEY_SCOPES } from '../../platform/auth/permissions.js';
 import { problemResponses } from '../../platform/http/problem.js';
 import { auditContext } from '../audit/context.js';
-import type { ApiKeyService } from './service.js';
+import { type ApiKeyService, MAX_KEY_COLLECTIONS } from './service.js';
 
 const ApiKey = Type.Object({
   id: Type.String({ format: 'uuid' }),
@@ -21,6 +21,9 @@ const ApiKey = Type.Object({
     examples: ['lk_live_1a2b3c4d'],
   }),
   scopes: Type.Array(Type.String()),
+  collections: Type.Union([Type.Array(Type.String({ format: 'uuid' })), Type.Null()], {
+    description: 'Collections the key is limited to; null: no allowlist',
+  }),
   expiresAt: Type.Union([Type.String({ format: 'date-time' }), Type.Null()]),
   createdAt: Type.String({ format: 'date-time' }),
   lastUsedAt: Type.Union([Type.String({ format: 'date-time' }), Type.Null()], {
@@ -34,6 +37,7 @@ interface Row {
   name: string;
   prefix: string;
   scopes: string[];
+  collections: string[] | null;
   expires_at: Date | null;
   created_at: Date;
   last_used_at: Date | null;
@@ -44,6 +48,7 @@ const present = (r: Row) => ({
   name: r.name,
   prefix: r.prefix,
   scopes: r.scopes,
+  collections: r.collections,
   expiresAt: r.expires_at?.toISOString() ?? null,
   createdAt: r.created_at.toISOString(),
   lastUsedAt: r.last_used_at?.toISOString() ?? null,
@@ -73,6 +78,21 @@ export const apiKeyRoutes: FastifyPluginAsyncTypebox<{ apiKeys: ApiKeyService }>
               maxItems: API_KEY_SCOPES.length,
               uniqueItems: true,
             }),
+            collections: Type.Optional(
+              Type.Union(
+                [
+                  Type.Array(Type.String({ format: 'uuid' }), {
+                    maxItems: MAX_KEY_COLLECTIONS,
+                    uniqueItems: true,
+                  }),
+                  Type.Null(),
+                ],
+                {
+                  description:
+                    'Limit the key to these collections of the workspace (which it then sees whatever their `minRole`). Omitted or null: every collection its scopes allow whose `minRole` is `viewer` or `editor`; admin- and owner-only collections need an entry here.',
+                },
+              ),
+            ),
             expiresAt: Type.Optional(Type.String({ format: 'date-time' })),
           },
           { additionalProperties: false },
@@ -87,12 +107,12 @@ export const apiKeyRoutes: FastifyPluginAsyncTypebox<{ apiKeys: ApiKeyService }>
       },
     },
     async (request, reply) => {
-      const workspace = requireWorkspace(request);
       const { row, key } = await apiKeys.create(
-        workspace.id,
+        requireWorkspace(request),
         {
           name: request.body.name,
           scopes: request.body.scopes,
+          collections: request.body.collections,
           expiresAt: request.body.expiresAt ? new Date(request.body.expiresAt) : undefined,
           createdBy: actingUserId(request),
         },

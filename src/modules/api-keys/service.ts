@@ -15,7 +15,8 @@ import { sql } from 'kysely';
 import type { Db } from '../../platform/db/database.js';
 import { withTenant } from '../../platform/db/tenant.js';
 import { AppError } from '../../platform/errors.js';
-import type { ApiKeyAuthenticator } from '../../platform/auth/access.js';
+import type { ApiKeyAuthenticator, WorkspaceContext } from '../../platform/auth/access.js';
+import { visibleCollection } from '../../platform/auth/collection-access.js';
 import { type AuditContext, recordAudit, SYSTEM_AUDIT } from '../audit/service.js';
 
 const PREFIX = 'lk_live_';
@@ -28,9 +29,26 @@ interface CachedKey {
   id: string;
   workspaceId: string;
   scopes: string[];
+  collections: readonly string[] | null;
   expiresAt: Date | null;
   cachedUntil: number;
 }
+
+/** The key's columns shown to clients (never the hash). */
+const KEY_COLUMNS = [
+  'id',
+  'name',
+  'prefix',
+  'scopes',
+  'collections',
+  'expires_at',
+  'created_at',
+  'last_used_at',
+  'revoked_at',
+] as const;
+
+/** Most collections one key's allowlist may name (also a CHECK in 0008_collection_access.sql). */
+export const MAX_KEY_COLLECTIONS = 100;
 
 export interface ApiKeyServiceOptions {
   cacheTtlMs: number;
@@ -52,7 +70,12 @@ export class ApiKeyService implements ApiKeyAuthenticator {
     }
   }
 
-  async authenticate(key: string): Promise<{ id: string; workspaceId: string; scopes: string[] } | null> {
+  async authenticate(key: string): Promise<{
+    id: string;
+    workspaceId: string;
+    scopes: string[];
+    collections: readonly string[] | null;
+  } | null> {
     if (!KEY_SHAPE.test(key)) return null;
     const hash = hashApiKey(key);
     const now = Date.now();
@@ -62,7 +85,7 @@ export class ApiKeyService implements ApiKeyAuthenticator {
       const row = await this.db
         .selectFrom('api_keys as k')
         .innerJoin('workspaces as w', 'w.id', 'k.workspace_id')
-        .select(['k.id', 'k.workspace_id', 'k.scopes', 'k.expires_at'])
+        .select(['k.id', 'k.workspace_id', 'k.scopes', 'k.collections', 'k.expires_at'])
         .where('k.key_hash', '=', hash)
         .where('k.revoked_at', 'is', null)
         .where('w.deleted_at', 'is', null)
@@ -75,6 +98,7 @@ export class ApiKeyService implements ApiKeyAuthenticator {
         id: row.id,
         workspaceId: row.workspace_id,
         scopes: row.scopes,
+        collections: row.collections,
         expiresAt: row.expires_at,
         cachedUntil: now + this.options.cacheTtlMs,
       };
@@ -86,14 +110,46 @@ export class ApiKeyService implements ApiKeyAuthenticator {
     }
     if (entry.expiresAt && entry.expiresAt.getTime() <= now) return null;
     this.#used.add(entry.id);
-    return { id: entry.id, workspaceId: entry.workspaceId, scopes: entry.scopes };
+    return {
+      id: entry.id,
+      workspaceId: entry.workspaceId,
+      scopes: entry.scopes,
+      collections: entry.collections,
+    };
   }
 
+  /**
+   * Creates a key. `collections` (optional allowlist, see collection-access.ts) may name only live
+   * collections of the workspace that the creator can see (others are a 400, like missing ones); a
+   * creator that is itself a key with an allowlist cannot create a key without one (403).
+   */
   async create(
-    workspaceId: string,
-    input: { name: string; scopes: string[]; expiresAt?: Date | undefined; createdBy: string | null },
+    ws: WorkspaceContext,
+    input: {
+      name: string;
+      scopes: string[];
+      collections?: readonly string[] | null | undefined;
+      expiresAt?: Date | undefined;
+      createdBy: string | null;
+    },
     audit: AuditContext = SYSTEM_AUDIT,
   ) {
+    const workspaceId = ws.id;
+    const requested = input.collections?.map((id) => id.toLowerCase()) ?? null;
+    const collections = requested && [...new Set(requested)].sort();
+    if (collections === null && ws.role === null && ws.collections)
+      throw new AppError('forbidden', {
+        detail: 'A key limited to some collections can only create keys limited to (some of) them',
+      });
+    if (collections && collections.length > MAX_KEY_COLLECTIONS)
+      throw new AppError('validation_failed', {
+        detail: `collections may name at most ${MAX_KEY_COLLECTIONS} collections`,
+        extensions: {
+          errors: [
+            { in: 'body', path: '/collections', message: `must have at most ${MAX_KEY_COLLECTIONS} items` },
+          ],
+        },
+      });
     if (input.expiresAt && input.expiresAt.getTime() <= Date.now()) {
       throw new AppError('validation_failed', {
         detail: 'expiresAt must be in the future',
@@ -103,6 +159,28 @@ export class ApiKeyService implements ApiKeyAuthenticator {
     const prefix = `${PREFIX}${randomBytes(4).toString('hex')}`;
     const key = `${prefix}_${randomBytes(32).toString('base64url')}`;
     const row = await withTenant(this.db, workspaceId, async (trx) => {
+      if (collections?.length) {
+        const found = await trx
+          .selectFrom('collections')
+          .select('id')
+          .where('workspace_id', '=', workspaceId)
+          .where('id', 'in', collections)
+          .where('deleted_at', 'is', null)
+          .where(visibleCollection(ws))
+          .execute();
+        const known = new Set(found.map((c) => c.id));
+        // A foreign, deleted, missing or invisible collection: one answer, so none of them leaks.
+        const errors = (requested ?? []).flatMap((id, i) =>
+          known.has(id)
+            ? []
+            : [{ in: 'body', path: `/collections/${i}`, message: 'is not a collection of this workspace' }],
+        );
+        if (errors.length)
+          throw new AppError('validation_failed', {
+            detail: 'collections names an unknown collection',
+            extensions: { errors },
+          });
+      }
       const created = await trx
         .insertInto('api_keys')
         .values({
@@ -111,19 +189,11 @@ export class ApiKeyService implements ApiKeyAuthenticator {
           prefix,
           key_hash: hashApiKey(key),
           scopes: [...new Set(input.scopes)].sort(),
+          collections,
           created_by: input.createdBy,
           expires_at: input.expiresAt ?? null,
         })
-        .returning([
-          'id',
-          'name',
-          'prefix',
-          'scopes',
-          'expires_at',
-          'created_at',
-          'last_used_at',
-          'revoked_at',
-        ])
+        .returning(KEY_COLUMNS)
         .executeTakeFirstOrThrow();
       await recordAudit(trx, {
         ...audit,
@@ -133,6 +203,7 @@ export class ApiKeyService implements ApiKeyAuthenticator {
         data: {
           name: created.name,
           scopes: created.scopes,
+          collections: created.collections,
           expiresAt: created.expires_at?.toISOString() ?? null,
         },
       });
@@ -145,7 +216,7 @@ export class ApiKeyService implements ApiKeyAuthenticator {
     return withTenant(this.db, workspaceId, (trx) =>
       trx
         .selectFrom('api_keys')
-        .select(['id', 'name', 'prefix', 'scopes', 'expires_at', 'created_at', 'last_used_at', 'revoked_at'])
+        .select(KEY_COLUMNS)
         .where('workspace_id', '=', workspaceId)
         .orderBy('created_at', 'desc')
         .execute(),

@@ -18,10 +18,14 @@
  *     transaction: either the document, its bytes and its job all exist, or none of them does.
  *  Two requests with the same `externalId` or bytes at once are serialised by a transaction-scoped
  *  advisory lock, so they can never both create a document.
+ *
+ * Every method applies collection-level access (platform/auth/collection-access.ts): a document in a
+ * collection the caller may not see answers exactly like a missing one (404).
  */
 import { createHash } from 'node:crypto';
 import { sql, type Transaction } from 'kysely';
 import { assertPermission, type WorkspaceContext } from '../../platform/auth/access.js';
+import { assertCollectionVisible, inVisibleCollection } from '../../platform/auth/collection-access.js';
 import { afterPosition, cursorPosition, keysetPage, positionAt } from '../../platform/db/cursor.js';
 import type { Db } from '../../platform/db/database.js';
 import type { DB, DocumentStatus } from '../../platform/db/schema.js';
@@ -203,18 +207,9 @@ export class DocumentService {
     );
   }
 
-  async #collection(ws: WorkspaceContext, collectionId: string) {
-    const row = await withTenant(this.db, ws.id, (trx) =>
-      trx
-        .selectFrom('collections')
-        .select(['id', 'name'])
-        .where('workspace_id', '=', ws.id)
-        .where('id', '=', collectionId)
-        .where('deleted_at', 'is', null)
-        .executeTakeFirst(),
-    );
-    if (!row) throw new AppError('not_found', { detail: 'No such collection' });
-    return row;
+  /** 404 unless the collection exists and the caller may see it. */
+  async #collection(ws: WorkspaceContext, collectionId: string): Promise<void> {
+    await withTenant(this.db, ws.id, (trx) => assertCollectionVisible(trx, ws, collectionId));
   }
 
   async #store(
@@ -227,15 +222,7 @@ export class DocumentService {
     mime: string,
     audit: AuditContext,
   ): Promise<AddResult> {
-    const collection = await trx
-      .selectFrom('collections')
-      .select('id')
-      .where('workspace_id', '=', ws.id)
-      .where('id', '=', collectionId)
-      .where('deleted_at', 'is', null)
-      .forShare()
-      .executeTakeFirst();
-    if (!collection) throw new AppError('not_found', { detail: 'No such collection' });
+    await assertCollectionVisible(trx, ws, collectionId, { lock: 'share' });
 
     const key =
       input.externalId === undefined
@@ -447,7 +434,7 @@ export class DocumentService {
 
   async get(ws: WorkspaceContext, id: string): Promise<DocumentRow> {
     assertPermission(ws, 'documents:read');
-    const row = await withTenant(this.db, ws.id, (trx) => this.#find(trx, ws.id, id).executeTakeFirst());
+    const row = await withTenant(this.db, ws.id, (trx) => this.#find(trx, ws, id).executeTakeFirst());
     if (!row) throw notFound();
     return row;
   }
@@ -466,6 +453,7 @@ export class DocumentService {
         .where('collection_id', '=', collectionId)
         .where('external_id', '=', externalId)
         .where('deleted_at', 'is', null)
+        .where(inVisibleCollection(ws, 'documents.collection_id'))
         .executeTakeFirst(),
     );
   }
@@ -481,17 +469,20 @@ export class DocumentService {
         .where('workspace_id', '=', ws.id)
         .where('id', 'in', ids)
         .where('deleted_at', 'is', null)
+        .where(inVisibleCollection(ws, 'documents.collection_id'))
         .execute(),
     );
   }
 
-  #find(trx: Trx, workspaceId: string, id: string) {
+  /** The live document, if its collection is visible to the caller. */
+  #find(trx: Trx, ws: WorkspaceContext, id: string) {
     return trx
       .selectFrom('documents')
       .select(DOCUMENT_COLUMNS)
-      .where('workspace_id', '=', workspaceId)
+      .where('workspace_id', '=', ws.id)
       .where('id', '=', id)
-      .where('deleted_at', 'is', null);
+      .where('deleted_at', 'is', null)
+      .where(inVisibleCollection(ws, 'documents.collection_id'));
   }
 
   /** Changes the title and/or metadata (metadata is replaced as a whole). */
@@ -503,7 +494,7 @@ export class DocumentService {
   ): Promise<DocumentRow> {
     assertPermission(ws, 'documents:write');
     return withTenant(this.db, ws.id, async (trx) => {
-      const found = await this.#find(trx, ws.id, id).forUpdate().executeTakeFirst();
+      const found = await this.#find(trx, ws, id).forUpdate().executeTakeFirst();
       if (!found) throw notFound();
       const row = (await this.#applyDetails(trx, ws.id, id, input)) ?? found;
       await recordAudit(trx, {
@@ -528,6 +519,7 @@ export class DocumentService {
         .deleteFrom('documents')
         .where('workspace_id', '=', ws.id)
         .where('id', '=', id)
+        .where(inVisibleCollection(ws, 'documents.collection_id'))
         .returning(['collection_id', 'title'])
         .executeTakeFirst();
       if (!row) throw notFound();
@@ -549,7 +541,7 @@ export class DocumentService {
   ): Promise<DocumentRow> {
     assertPermission(ws, 'documents:write');
     const row = await withTenant(this.db, ws.id, async (trx) => {
-      const found = await this.#find(trx, ws.id, id).forUpdate().executeTakeFirst();
+      const found = await this.#find(trx, ws, id).forUpdate().executeTakeFirst();
       if (!found) throw notFound();
       const updated = await this.#requeue(trx, ws.id, id);
       await recordAudit(trx, {
@@ -596,7 +588,7 @@ export class DocumentService {
   async chunks(ws: WorkspaceContext, id: string, page: { limit: number; after?: number | undefined }) {
     assertPermission(ws, 'documents:read');
     return withTenant(this.db, ws.id, async (trx) => {
-      const found = await this.#find(trx, ws.id, id).executeTakeFirst();
+      const found = await this.#find(trx, ws, id).executeTakeFirst();
       if (!found) throw notFound();
       const rows = await trx
         .selectFrom('chunks')

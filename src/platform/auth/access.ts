@@ -38,6 +38,8 @@ export interface ApiKeyPrincipal {
   apiKeyId: string;
   workspaceId: string;
   scopes: string[];
+  /** The key's collection allowlist, or null for none. */
+  collections: readonly string[] | null;
   principalId: string;
 }
 
@@ -49,11 +51,21 @@ export interface WorkspaceContext {
   /** The member's role; null for API keys. */
   role: MembershipRole | null;
   permissions: ReadonlySet<Permission>;
+  /**
+   * An API key's collection allowlist; null (or absent) for members and for keys without one. What it
+   * means: `collection-access.ts`, the one place collection visibility is decided.
+   */
+  collections?: readonly string[] | null;
 }
 
 /** Verifies API keys (implemented by the api-keys module, with its cache). */
 export interface ApiKeyAuthenticator {
-  authenticate(key: string): Promise<{ id: string; workspaceId: string; scopes: string[] } | null>;
+  authenticate(key: string): Promise<{
+    id: string;
+    workspaceId: string;
+    scopes: string[];
+    collections: readonly string[] | null;
+  } | null>;
 }
 
 declare module 'fastify' {
@@ -153,6 +165,7 @@ export const accessPlugin = fp<AccessOptions>(
           apiKeyId: key.id,
           workspaceId: key.workspaceId,
           scopes: key.scopes,
+          collections: key.collections,
           principalId: `key:${key.id}`,
         };
       }
@@ -176,7 +189,12 @@ export const accessPlugin = fp<AccessOptions>(
       if (principal.kind === 'api_key') {
         if (named && named !== principal.workspaceId)
           throw new AppError('not_found', { detail: 'No such workspace' });
-        return { id: principal.workspaceId, role: null, permissions: scopePermissions(principal.scopes) };
+        return {
+          id: principal.workspaceId,
+          role: null,
+          permissions: scopePermissions(principal.scopes),
+          collections: principal.collections,
+        };
       }
       if (!named) {
         throw new AppError('validation_failed', {
@@ -186,7 +204,7 @@ export const accessPlugin = fp<AccessOptions>(
       }
       const role = await membershipRole(db, named, principal.userId);
       if (!role) throw new AppError('not_found', { detail: 'No such workspace' });
-      return { id: named, role, permissions: ROLE_PERMISSIONS[role] };
+      return { id: named, role, permissions: ROLE_PERMISSIONS[role], collections: null };
     };
 
     app.addHook('onRequest', async (request) => {

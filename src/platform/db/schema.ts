@@ -160,6 +160,8 @@ export interface ApiKeysTable {
   last_used_at: NullableTimestamp;
   created_at: GeneratedTimestamp;
   updated_at: GeneratedTimestamp;
+  /** 0008: allowlist of collection ids (at most 100); null = no allowlist (see collection-access.ts) */
+  collections: string[] | null;
 }
 
 export interface RefreshTokensTable {
@@ -220,6 +222,8 @@ export interface CollectionsTable {
   deleted_at: NullableTimestamp;
   created_at: GeneratedTimestamp;
   updated_at: GeneratedTimestamp;
+  /** 0008: the lowest membership role that sees the collection (see collection-access.ts) */
+  min_role: Generated<MembershipRole>;
 }
 
 export interface DocumentsTable {
@@ -337,6 +341,8 @@ export interface CollectionStatsTable {
   workspace_id: string;
   chunk_count: ColumnType<string, never, never>;
   total_length: ColumnType<string, never, never>;
+  /** +1 on every change of the collection's postings */
+  version: ColumnType<string, never, never>;
   updated_at: GeneratedTimestamp;
 }
 
