@@ -6,9 +6,13 @@
 -- chunks: 3.2 s per query at 100k chunks. Here:
 --
 --  * chunk_terms holds one row per (chunk, distinct lexeme) with the term frequency and the chunk's
---    length. Its covering index (collection, lexeme) → (chunk, tf, length, workspace) answers both the
---    document frequencies and the scoring with index-only scans, no tsvector decoding.
---  * collection_stats holds N and the total length per collection, so the average length is O(1).
+--    length. Its covering index (collection, lexeme, chunk) → (tf, length, workspace) answers the
+--    document frequencies (a count over one key range), the scoring (index-only scans of the query
+--    terms' ranges, no tsvector decoding) and single postings (a term's tf in one chunk, for
+--    completing the scores of top-k candidates).
+--  * collection_stats holds N and the total length per collection, so the average length is O(1),
+--    and a version that changes with every change of the postings (search caches document
+--    frequencies per version).
 --
 -- Both describe exactly the chunks that search can return: those of documents that are `searchable`
 -- or `ready` (and not deleted). They are maintained by one trigger on documents, so no code path can
@@ -36,8 +40,7 @@ create table chunk_terms (
 );
 -- No foreign keys: the trigger below owns these rows (a key check per posting would double the cost of
 -- writing them). Deleting a workspace, collection or document fires it for every document.
-create index chunk_terms_lookup_idx on chunk_terms (collection_id, lexeme) include (chunk_id, tf, length, workspace_id);
-create index chunk_terms_chunk_id_idx on chunk_terms (chunk_id);
+create index chunk_terms_lookup_idx on chunk_terms (collection_id, lexeme, chunk_id) include (tf, length, workspace_id);
 -- Read by index-only scans: keep the visibility map fresh on a table that only grows and shrinks.
 alter table chunk_terms set (autovacuum_vacuum_insert_scale_factor = 0.05, autovacuum_vacuum_scale_factor = 0.05);
 
@@ -46,6 +49,7 @@ create table collection_stats (
   workspace_id   uuid not null references workspaces (id) on delete cascade,
   chunk_count    bigint not null default 0,  -- N: searchable chunks
   total_length   bigint not null default 0,  -- Σ lexeme_count over them (average length = total / N)
+  version        bigint not null default 0,  -- +1 whenever the collection's postings change
   updated_at     timestamptz not null default now(),
   constraint collection_stats_collection_fk foreign key (collection_id, workspace_id)
     references collections (id, workspace_id) on delete cascade,
@@ -84,11 +88,16 @@ begin
   if was_indexed and not is_indexed then
     select count(*), coalesce(sum(c.lexeme_count), 0) into n, total
     from chunks c where c.document_id = old.id;
-    delete from chunk_terms t using chunks c where c.document_id = old.id and t.chunk_id = c.id;
+    -- One index probe per posting (the lookup index's key), no second index to maintain.
+    delete from chunk_terms t
+      using chunks c cross join lateral unnest(c.tsv) l
+      where c.document_id = old.id
+        and t.collection_id = c.collection_id and t.lexeme = l.lexeme and t.chunk_id = c.id;
     -- Not when the collection itself is being deleted (its statistics row goes with it; updating a row
     -- inserted in this transaction would re-check its foreign key against the deleted collection).
     update collection_stats
-      set chunk_count = chunk_count - n, total_length = total_length - total, updated_at = now()
+      set chunk_count = chunk_count - n, total_length = total_length - total, version = version + 1,
+          updated_at = now()
       where collection_id = old.collection_id
         and exists (select 1 from collections where id = old.collection_id);
   elsif is_indexed and not was_indexed then
@@ -103,6 +112,7 @@ begin
       on conflict (collection_id) do update
       set chunk_count = collection_stats.chunk_count + excluded.chunk_count,
           total_length = collection_stats.total_length + excluded.total_length,
+          version = collection_stats.version + 1,
           updated_at = now();
   end if;
   if tg_op = 'DELETE' then

@@ -62,6 +62,21 @@ describe.each(drivers())('collections (%s)', (driver) => {
     expect(overlap.statusCode).toBe(400);
   });
 
+  it('changes the text-search configuration only while the collection is empty', async () => {
+    const created = await call('POST', '/v1/collections', { name: 'Language' });
+    const id = created.json<CollectionBody>().id;
+    const empty = await call('PATCH', `/v1/collections/${id}`, { textSearchConfig: 'simple' });
+    expect(empty.json<CollectionBody>().textSearchConfig).toBe('simple');
+    const added = await call('POST', `/v1/collections/${id}/documents`, { text: 'Indexed in simple.' });
+    expect(added.statusCode, added.body).toBe(201);
+    const refused = await call('PATCH', `/v1/collections/${id}`, { textSearchConfig: 'english' });
+    expect(refused.statusCode).toBe(409);
+    expect(refused.json()).toMatchObject({ code: 'conflict' });
+    // The same value is not a change.
+    const same = await call('PATCH', `/v1/collections/${id}`, { textSearchConfig: 'simple' });
+    expect(same.statusCode).toBe(200);
+  });
+
   it('refuses duplicate names case-insensitively in a workspace', async () => {
     await call('POST', '/v1/collections', { name: 'Policies' });
     const dup = await call('POST', '/v1/collections', { name: 'POLICIES' });

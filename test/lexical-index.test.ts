@@ -7,6 +7,9 @@
 import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseTsvector, ReferenceBm25 } from '../src/modules/search/eval/reference-bm25.js';
+import { SearchService } from '../src/modules/search/service.js';
+import type { WorkspaceContext } from '../src/platform/auth/access.js';
+import type { Permission } from '../src/platform/auth/permissions.js';
 import type { Db } from '../src/platform/db/database.js';
 import { createTestApp, fastAuth, signUp, type SignedUp, type TestApp } from './helpers/app.js';
 import { drivers } from './helpers/database.js';
@@ -161,6 +164,57 @@ describe.each(drivers())('lexical index (%s)', (driver) => {
     hits.forEach((h, i) => {
       expect(h.explain.lexical).toBeCloseTo(expected[i]?.score ?? NaN, 9);
     });
+  });
+
+  it('prunes with MaxScore to exactly the full plan’s results', async () => {
+    const db = t.db.database.db;
+    const ws: WorkspaceContext = {
+      id: owner.workspaceId,
+      role: 'owner',
+      permissions: new Set<Permission>(['search']),
+    };
+    const full = new SearchService(db, undefined);
+    // Every query with a common term takes the pruned plan: one essential term, few completions.
+    const pruned = new SearchService(db, undefined, {
+      lexical: { pruneAbove: 0, essentialBudget: 1, completed: 3 },
+    });
+    const plans: string[] = [];
+    const queries = [
+      'apple pear plum',
+      'apple cider unique7word',
+      'orchard winter harvest honey',
+      'bee hive unique11word apple',
+      'apple',
+    ];
+    for (const query of queries) {
+      for (const k of [1, 3, 10]) {
+        const request = { query, collections: [collectionId], mode: 'lexical' as const, k, candidates: k };
+        const expected = await full.search(ws, request);
+        const actual = await pruned.search(ws, request);
+        plans.push(...actual.lexicalPlans);
+        expect(
+          actual.hits.map((h) => h.chunkId),
+          `${query} k=${k}`,
+        ).toEqual(expected.hits.map((h) => h.chunkId));
+        // The same sums, added in another order.
+        actual.hits.forEach((h, i) => {
+          expect(h.scores.lexical).toBeCloseTo(expected.hits[i]?.scores.lexical ?? NaN, 12);
+        });
+      }
+    }
+    // Both plans were exercised: pruning answered some queries, others fell back to the full plan.
+    expect(plans).toContain('pruned');
+    expect(plans).toContain('full');
+    // The rare term decides the top: the pruned plan answers without falling back.
+    const top = await pruned.search(ws, {
+      query: 'apple cider unique7word',
+      collections: [collectionId],
+      mode: 'lexical',
+      k: 1,
+      candidates: 1,
+    });
+    expect(top.lexicalPlans).toEqual(['pruned']);
+    expect(top.hits[0]?.text).toContain('unique7word');
   });
 
   it('matches after a collection is deleted', async () => {

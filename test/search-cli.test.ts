@@ -55,7 +55,12 @@ interface Report {
   counts: Record<string, number>;
   metrics: Record<string, ModeMetrics>;
   timings: { importSeconds: number; processingSeconds: number };
-  settings: { embedding: unknown; bm25: { k1: number; b: number }; rrfK: number; chunking: unknown };
+  settings: {
+    embedding: unknown;
+    bm25: { k1: number; b: number };
+    fusion: { method: string };
+    chunking: unknown;
+  };
 }
 
 /**

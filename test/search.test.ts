@@ -188,7 +188,20 @@ describe.each(drivers())('search (%s)', (driver) => {
     const hybrid = await search({ query: exact, collections: [hybridId], k: 5, explain: true });
     expect(hybrid[0]?.text).toBe(exact);
     expect(hybrid[0]?.explain).toMatchObject({ lexicalRank: 1, vectorRank: 1 });
-    expect(hybrid[0]?.score).toBeCloseTo(2 / 61, 9);
+    // Convex fusion (default): first in both lists = α · 1 + (1 − α) · 1.
+    expect(hybrid[0]?.score).toBeCloseTo(1, 9);
+    const rrf = await search({
+      query: exact,
+      collections: [hybridId],
+      k: 5,
+      explain: true,
+      fusion: { method: 'rrf', k: 60 },
+    });
+    expect(rrf[0]?.text).toBe(exact);
+    expect(rrf[0]?.score).toBeCloseTo(2 / 61, 9);
+    // Parameters of the other method are refused, not ignored.
+    const mixed = await call('/v1/search', { query: exact, fusion: { method: 'convex', k: 20 } });
+    expect(mixed.statusCode).toBe(400);
     // Across collections (none named: all of the workspace): both copies of the passage are found;
     // the lexical-only collection's copy has only a BM25 rank to fuse.
     const both = await search({ query: exact, k: 5, mode: 'hybrid', explain: true });

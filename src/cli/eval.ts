@@ -18,7 +18,8 @@ import path from 'node:path';
 import type { Config } from '../config.js';
 import { type BeirDataset, BeirFormatError, loadBeir } from '../modules/search/eval/beir.js';
 import { type ModeMetrics, runQueries, scoreRun } from '../modules/search/eval/run.js';
-import { DEFAULT_RRF_K, type SearchMode, SearchService } from '../modules/search/service.js';
+import { type SearchMode, SearchService } from '../modules/search/service.js';
+import { DEFAULT_FUSION, type FusionOptions } from '../modules/search/fusion.js';
 import type { AuditContext } from '../modules/audit/service.js';
 import { DocumentService } from '../modules/documents/service.js';
 import type { EmbeddingProviderName } from '../ai/embeddings/index.js';
@@ -149,7 +150,7 @@ export interface EvalReport {
     chunking: unknown;
     embedding: { provider: string; model: string | null; dimensions: number | null } | null;
     bm25: { k1: number; b: number };
-    rrfK: number;
+    fusion: FusionOptions;
     searchK: number;
   };
   failures: (Failure | { externalId: string; documentId: string; error: string })[];
@@ -165,7 +166,7 @@ export function formatReport(r: EvalReport): string {
       (r.counts.duplicates > 0 ? `; ${r.counts.duplicates} duplicate text(s) stored once` : '') +
       (r.counts.failed > 0 ? `; ${r.counts.failed} document(s) FAILED (scored without them)` : ''),
     `Embeddings: ${r.settings.embedding ? `${r.settings.embedding.provider} ${r.settings.embedding.model}` : 'none'}; ` +
-      `BM25 k1=${r.settings.bm25.k1} b=${r.settings.bm25.b}; RRF k=${r.settings.rrfK}; chunking ${JSON.stringify(r.settings.chunking)}`,
+      `BM25 k1=${r.settings.bm25.k1} b=${r.settings.bm25.b}; fusion ${JSON.stringify(r.settings.fusion)}; chunking ${JSON.stringify(r.settings.chunking)}`,
     '',
   ];
   const head = [
@@ -354,7 +355,7 @@ export async function evalCommand({ config }: { config: Config }, opts: EvalOpti
                 }
               : null,
             bm25: { k1: collection.bm25_k1, b: collection.bm25_b },
-            rrfK: DEFAULT_RRF_K,
+            fusion: DEFAULT_FUSION,
             searchK,
           },
           failures: [...tally.failures, ...processingFailures],

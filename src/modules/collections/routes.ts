@@ -6,10 +6,15 @@
  *   GET    /v1/collections/{id}   one (documents:read)
  *   PATCH  /v1/collections/{id}   update settings (documents:write)
  *   DELETE /v1/collections/{id}   delete with all documents, chunks and embeddings (documents:write)
+ *
+ * A collection the caller may not see (its `minRole`, an API key's allowlist) is a 404 on every route
+ * and absent from the list: platform/auth/collection-access.ts.
  */
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import Type from 'typebox';
 import { requireWorkspace, actingUserId } from '../../platform/auth/access.js';
+import { COLLECTION_ROLES } from '../../platform/auth/collection-access.js';
+import type { MembershipRole } from '../../platform/db/schema.js';
 import { problemResponses } from '../../platform/http/problem.js';
 import { auditContext } from '../audit/context.js';
 import { CollectionService, type ChunkingSettings } from './service.js';
@@ -58,6 +63,10 @@ const Bm25 = Type.Object(
   },
   { additionalProperties: false },
 );
+const MinRole = Type.Enum([...COLLECTION_ROLES], {
+  description:
+    'The lowest member role that sees the collection at all (default `viewer`: every member). Members below it, and API keys without this collection in their allowlist when it is `admin` or `owner`, get 404 as for a missing collection. At most your own role (an API key counts as `editor`).',
+});
 const Settings = {
   description: Type.Optional(Type.Union([Type.String({ maxLength: 2000 }), Type.Null()])),
   textSearchConfig: Type.Optional(
@@ -74,6 +83,7 @@ const Settings = {
     }),
   ),
   bm25: Type.Optional(Bm25),
+  minRole: Type.Optional(MinRole),
 };
 const Name = Type.String({ minLength: 1, maxLength: 200 });
 
@@ -85,6 +95,9 @@ const Collection = Type.Object({
   chunking: Chunking,
   embedding: Type.Union([Embedding, Type.Null()]),
   bm25: Type.Object({ k1: Type.Number(), b: Type.Number() }),
+  minRole: Type.Enum([...COLLECTION_ROLES], {
+    description: 'The lowest member role that sees the collection',
+  }),
   createdAt: Type.String({ format: 'date-time' }),
   updatedAt: Type.String({ format: 'date-time' }),
 });
@@ -100,6 +113,7 @@ interface Row {
   embedding_dimensions: number | null;
   bm25_k1: number;
   bm25_b: number;
+  min_role: MembershipRole;
   created_at: Date;
   updated_at: Date;
 }
@@ -114,6 +128,7 @@ const present = (r: Row) => ({
       ? { provider: r.embedding_provider, model: r.embedding_model, dimensions: r.embedding_dimensions }
       : null,
   bm25: { k1: r.bm25_k1, b: r.bm25_b },
+  minRole: r.min_role,
   createdAt: r.created_at.toISOString(),
   updatedAt: r.updated_at.toISOString(),
 });

@@ -1,12 +1,19 @@
 /**
  * Collections: named sets of documents in a workspace, each with its own text-search language,
  * chunking settings, embedding model and BM25 parameters. Reads need `documents:read`, changes
- * `documents:write`; everything runs in a tenant transaction.
+ * `documents:write`; everything runs in a tenant transaction. A collection the caller may not see
+ * (`min_role`, a key's allowlist: platform/auth/collection-access.ts) answers as a missing one.
  */
 import { sql } from 'kysely';
 import { assertPermission, type WorkspaceContext } from '../../platform/auth/access.js';
+import {
+  assertMayGrantMinRole,
+  collectionNotFound,
+  visibleCollection,
+} from '../../platform/auth/collection-access.js';
 import { afterPosition, cursorPosition, keysetPage, positionAt } from '../../platform/db/cursor.js';
 import type { Db } from '../../platform/db/database.js';
+import type { MembershipRole } from '../../platform/db/schema.js';
 import { withTenant } from '../../platform/db/tenant.js';
 import { AppError } from '../../platform/errors.js';
 import { type AuditContext, recordAudit, SYSTEM_AUDIT } from '../audit/service.js';
@@ -44,6 +51,8 @@ export interface CollectionInput {
   /** null or `{ provider: 'none' }`: lexical search only; absent on create: the server default. */
   embedding?: EmbeddingChoice | null | undefined;
   bm25?: { k1?: number | undefined; b?: number | undefined } | undefined;
+  /** The lowest member role that sees the collection (default viewer); see collection-access.ts. */
+  minRole?: MembershipRole | undefined;
 }
 
 const COLUMNS = [
@@ -57,6 +66,7 @@ const COLUMNS = [
   'embedding_dimensions',
   'bm25_k1',
   'bm25_b',
+  'min_role',
   'created_at',
   'updated_at',
 ] as const;
@@ -117,6 +127,7 @@ export class CollectionService {
     audit: AuditContext = SYSTEM_AUDIT,
   ) {
     assertPermission(ws, 'documents:write');
+    if (input.minRole !== undefined) assertMayGrantMinRole(ws, input.minRole);
     const chunking = chunkingOf(input.chunking, DEFAULT_CHUNKING);
     const embedding = await this.#resolveEmbedding(
       input.embedding === undefined ? { provider: this.deps.defaultProvider } : input.embedding,
@@ -138,6 +149,7 @@ export class CollectionService {
             embedding_dimensions: embedding?.dimensions ?? null,
             ...(input.bm25?.k1 === undefined ? {} : { bm25_k1: input.bm25.k1 }),
             ...(input.bm25?.b === undefined ? {} : { bm25_b: input.bm25.b }),
+            ...(input.minRole === undefined ? {} : { min_role: input.minRole }),
             created_by: createdBy,
           })
           .returning(COLUMNS)
@@ -147,7 +159,7 @@ export class CollectionService {
           workspaceId: ws.id,
           action: 'collection.created',
           target: { type: 'collection', id: row.id },
-          data: { name: row.name },
+          data: { name: row.name, minRole: row.min_role },
         });
         return row;
       });
@@ -166,7 +178,8 @@ export class CollectionService {
         .selectFrom('collections')
         .select([...COLUMNS, positionAt.as('position_at')])
         .where('workspace_id', '=', ws.id)
-        .where('deleted_at', 'is', null);
+        .where('deleted_at', 'is', null)
+        .where(visibleCollection(ws));
       if (after) query = query.where(afterPosition(after));
       return query
         .orderBy('created_at')
@@ -186,9 +199,10 @@ export class CollectionService {
         .where('workspace_id', '=', ws.id)
         .where('id', '=', id)
         .where('deleted_at', 'is', null)
+        .where(visibleCollection(ws))
         .executeTakeFirst(),
     );
-    if (!row) throw new AppError('not_found', { detail: 'No such collection' });
+    if (!row) throw collectionNotFound();
     return row;
   }
 
@@ -202,6 +216,7 @@ export class CollectionService {
         .where('workspace_id', '=', ws.id)
         .where(sql<string>`lower(name)`, '=', sql<string>`lower(${name})`)
         .where('deleted_at', 'is', null)
+        .where(visibleCollection(ws))
         .executeTakeFirst(),
     );
   }
@@ -234,9 +249,12 @@ export class CollectionService {
           .where('workspace_id', '=', ws.id)
           .where('id', '=', id)
           .where('deleted_at', 'is', null)
+          .where(visibleCollection(ws))
           .forUpdate()
           .executeTakeFirst();
-        if (!current) throw new AppError('not_found', { detail: 'No such collection' });
+        if (!current) throw collectionNotFound();
+        if (input.minRole !== undefined && input.minRole !== current.min_role)
+          assertMayGrantMinRole(ws, input.minRole, current.min_role);
         const modelChanged =
           embedding !== undefined &&
           ((embedding?.provider ?? null) !== current.embedding_provider ||
@@ -246,8 +264,15 @@ export class CollectionService {
             throw new AppError('service_unavailable', { detail: 'This process cannot enqueue jobs' });
           await this.deps.jobs.send(reembedCollectionJob, { workspaceId: ws.id, collectionId: id }, { trx });
         }
-        if (input.textSearchConfig !== undefined)
+        if (input.textSearchConfig !== undefined) {
           await this.#assertTextSearchConfig(trx, input.textSearchConfig);
+          // Stored chunks are indexed in the old language: queries in the new one would miss them.
+          if (input.textSearchConfig !== current.text_search_config && current.has_documents)
+            throw new AppError('conflict', {
+              detail:
+                'The text-search configuration can only change while the collection has no documents (its index is in the current language); create a new collection for another language',
+            });
+        }
         const chunking = input.chunking
           ? chunkingOf(input.chunking, current.chunking as unknown as ChunkingSettings)
           : undefined;
@@ -267,6 +292,7 @@ export class CollectionService {
                 }),
             ...(input.bm25?.k1 === undefined ? {} : { bm25_k1: input.bm25.k1 }),
             ...(input.bm25?.b === undefined ? {} : { bm25_b: input.bm25.b }),
+            ...(input.minRole === undefined ? {} : { min_role: input.minRole }),
           })
           .where('workspace_id', '=', ws.id)
           .where('id', '=', id)
@@ -277,7 +303,13 @@ export class CollectionService {
           workspaceId: ws.id,
           action: 'collection.updated',
           target: { type: 'collection', id },
-          data: { fields: Object.keys(input), ...(modelChanged ? { reembed: true } : {}) },
+          data: {
+            fields: Object.keys(input),
+            ...(modelChanged ? { reembed: true } : {}),
+            ...(input.minRole !== undefined && input.minRole !== current.min_role
+              ? { minRole: { from: current.min_role, to: input.minRole } }
+              : {}),
+          },
         });
         return row;
       });
@@ -296,9 +328,10 @@ export class CollectionService {
         .deleteFrom('collections')
         .where('workspace_id', '=', ws.id)
         .where('id', '=', id)
+        .where(visibleCollection(ws))
         .returning('name')
         .executeTakeFirst();
-      if (!row) throw new AppError('not_found', { detail: 'No such collection' });
+      if (!row) throw collectionNotFound();
       await recordAudit(trx, {
         ...audit,
         workspaceId: ws.id,

@@ -9,7 +9,8 @@ import { requireWorkspace } from '../../platform/auth/access.js';
 import { AppError } from '../../platform/errors.js';
 import { problemResponses } from '../../platform/http/problem.js';
 import { QueryVectorCache } from './query-vectors.js';
-import { DEFAULT_RRF_K, MAX_SEARCH_DEPTH, SearchService } from './service.js';
+import { DEFAULT_CONVEX_ALPHA, DEFAULT_RRF_K, type FusionOptions } from './fusion.js';
+import { MAX_SEARCH_DEPTH, SearchService } from './service.js';
 
 const Uuid = Type.String({ format: 'uuid' });
 export const MAX_K = 100;
@@ -27,7 +28,7 @@ const SearchBody = Type.Object(
     mode: Type.Enum(['hybrid', 'lexical', 'vector'], {
       default: 'hybrid',
       description:
-        '`hybrid`: reciprocal rank fusion of BM25 and vector rankings; documents not yet embedded still appear through BM25',
+        '`hybrid`: BM25 and vector rankings fused (see `fusion`); documents not yet embedded still appear through BM25',
     }),
     filters: Type.Optional(
       Type.Object(
@@ -46,16 +47,39 @@ const SearchBody = Type.Object(
         { additionalProperties: false },
       ),
     ),
-    rrfK: Type.Optional(
-      Type.Integer({ minimum: 1, maximum: 1000, description: `Fusion constant (default ${DEFAULT_RRF_K})` }),
-    ),
-    weights: Type.Optional(
+    fusion: Type.Optional(
       Type.Object(
         {
-          lexical: Type.Optional(Type.Number({ minimum: 0, maximum: 10 })),
-          vector: Type.Optional(Type.Number({ minimum: 0, maximum: 10 })),
+          method: Type.Enum(['convex', 'rrf'], {
+            default: 'convex',
+            description:
+              '`convex`: α · BM25/max + (1 − α) · cosine/max (each list normalised by its best score); `rrf`: Σ weight / (k + rank)',
+          }),
+          alpha: Type.Optional(
+            Type.Number({
+              minimum: 0,
+              maximum: 1,
+              description: `convex: the lexical list's weight (default ${DEFAULT_CONVEX_ALPHA})`,
+            }),
+          ),
+          k: Type.Optional(
+            Type.Integer({
+              minimum: 1,
+              maximum: 1000,
+              description: `rrf: rank constant (default ${DEFAULT_RRF_K})`,
+            }),
+          ),
+          weights: Type.Optional(
+            Type.Object(
+              {
+                lexical: Type.Optional(Type.Number({ minimum: 0, maximum: 10 })),
+                vector: Type.Optional(Type.Number({ minimum: 0, maximum: 10 })),
+              },
+              { additionalProperties: false, description: 'rrf: list weights (default 1 each)' },
+            ),
+          ),
         },
-        { additionalProperties: false },
+        { additionalProperties: false, description: 'How hybrid mode fuses the lexical and vector lists' },
       ),
     ),
     efSearch: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000, description: 'HNSW search breadth' })),
@@ -72,6 +96,28 @@ const SearchBody = Type.Object(
   },
   { additionalProperties: false },
 );
+
+function fusionOptions(
+  body:
+    | {
+        method: 'convex' | 'rrf';
+        alpha?: number;
+        k?: number;
+        weights?: { lexical?: number; vector?: number };
+      }
+    | undefined,
+): FusionOptions | undefined {
+  if (!body) return undefined;
+  const foreign = body.method === 'rrf' ? ['alpha'] : ['k', 'weights'];
+  const misplaced = foreign.find((key) => key in body);
+  if (misplaced)
+    throw new AppError('validation_failed', {
+      detail: `fusion.${misplaced} does not apply to the ${body.method} method`,
+      extensions: { errors: [{ in: 'body', path: `/fusion/${misplaced}`, message: 'not for this method' }] },
+    });
+  if (body.method === 'rrf') return { method: 'rrf', k: body.k, weights: body.weights };
+  return { method: 'convex', alpha: body.alpha };
+}
 
 /** A page cursor: the offset, bound to the request it pages through. */
 function requestHash(body: object): string {
@@ -110,7 +156,8 @@ const Hit = Type.Object({
   charStart: Type.Integer({ description: 'Span in the document’s extracted text' }),
   charEnd: Type.Integer(),
   score: Type.Number({
-    description: 'hybrid: the fused RRF score; lexical: the BM25 score; vector: the cosine similarity',
+    description:
+      'hybrid: the fused score (convex: in [0, 1]; rrf: Σ weight / (k + rank)); lexical: the BM25 score; vector: the cosine similarity',
   }),
   explain: Type.Optional(
     Type.Object({
@@ -153,10 +200,14 @@ export const searchRoutes: FastifyPluginAsyncTypebox = async (app) => {
       },
     },
     async (request) => {
-      const { explain, cursor, ...body } = request.body;
+      const { explain, cursor, fusion, ...body } = request.body;
       const hash = requestHash(request.body);
       const offset = cursor === undefined ? 0 : decodeCursor(cursor, hash);
-      const result = await search.search(requireWorkspace(request), { ...body, offset });
+      const result = await search.search(requireWorkspace(request), {
+        ...body,
+        offset,
+        fusion: fusionOptions(fusion),
+      });
       return {
         mode: result.mode,
         nextCursor: result.nextOffset === null ? null : encodeCursor(result.nextOffset, hash),

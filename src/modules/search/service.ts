@@ -23,6 +23,15 @@ import type { DB } from '../../platform/db/schema.js';
 import { INDEXED_EMBEDDING_DIMENSIONS } from '../../platform/db/schema.js';
 import { withTenant } from '../../platform/db/tenant.js';
 import { AppError } from '../../platform/errors.js';
+import { visibleCollection } from '../../platform/auth/collection-access.js';
+import { DEFAULT_FUSION, type FusionOptions, fuse } from './fusion.js';
+import {
+  DocumentFrequencyCache,
+  type LexicalOptions,
+  type LexicalPlan,
+  lexicalRanking,
+  type Ranked,
+} from './lexical.js';
 import { type CacheOutcome, QueryVectorCache } from './query-vectors.js';
 
 type Trx = Transaction<DB>;
@@ -48,9 +57,8 @@ export interface SearchRequest {
   /** Results to skip (pagination); offset + k ≤ MAX_SEARCH_DEPTH. */
   offset?: number | undefined;
   mode: SearchMode;
-  /** Reciprocal rank fusion: score = Σ weight / (rrfK + rank). */
-  rrfK?: number | undefined;
-  weights?: { lexical?: number | undefined; vector?: number | undefined } | undefined;
+  /** How hybrid mode fuses the two lists (default {@link DEFAULT_FUSION}: convex combination). */
+  fusion?: FusionOptions | undefined;
   /** Candidates taken from each list before fusion (default max(4k, 50)). */
   candidates?: number | undefined;
   /** HNSW search breadth (pgvector `hnsw.ef_search`, default max(2 × candidates, 40)). */
@@ -76,13 +84,13 @@ export interface SearchHit {
   ranks: { lexical: number | null; vector: number | null };
 }
 
-export const DEFAULT_RRF_K = 60;
-
 export interface SearchResult {
   hits: SearchHit[];
   mode: SearchMode;
   /** Where the query vector came from (null: none was needed). */
   queryVectorCache: CacheOutcome | null;
+  /** How each collection's BM25 list was computed (lexical and hybrid modes). */
+  lexicalPlans: LexicalPlan[];
   /** The offset of the next page, or null when this is the last one. */
   nextOffset: number | null;
 }
@@ -95,11 +103,6 @@ interface CollectionInfo {
   embedding_provider: string | null;
   embedding_model: string | null;
   embedding_dimensions: number | null;
-}
-
-interface Ranked {
-  id: string;
-  score: number;
 }
 
 /** The SQL of the document-level filters, on `documents d`. */
@@ -118,56 +121,6 @@ function documentFilter(filters: SearchFilters | undefined) {
 const hasDocumentFilter = (f: SearchFilters | undefined): boolean =>
   [f?.documentIds, f?.externalIds, f?.mime].some((list) => (list?.length ?? 0) > 0) ||
   [f?.metadata, f?.createdAfter, f?.createdBefore].some((value) => value !== undefined);
-
-/**
- * Exact Okapi BM25 (Lucene idf) over the chunks matching ANY query term; best `limit` first.
- *
- * Everything comes from the lexical index (migrations/0007_lexical_index.sql): N and the total length
- * from `collection_stats`, each query term's postings from `chunk_terms` through its covering index
- * (one index-only range per term), the document frequency as the number of those postings, and each
- * candidate's score summed over its postings. The postings hold only searchable documents' chunks, so
- * without filters no other table is read.
- */
-async function lexicalRanking(
-  trx: Trx,
-  collection: CollectionInfo,
-  query: string,
-  filters: SearchFilters | undefined,
-  limit: number,
-): Promise<Ranked[]> {
-  const k1 = sql`${collection.bm25_k1}::float8`;
-  const b = sql`${collection.bm25_b}::float8`;
-  const filtered = hasDocumentFilter(filters)
-    ? sql`and p.chunk_id in (select c.id from chunks c join documents d on d.id = c.document_id
-                             where c.collection_id = ${collection.id}::uuid and ${documentFilter(filters)})`
-    : sql``;
-  const { rows } = await sql<{ id: string; score: number }>`
-    with terms as materialized (
-      select distinct t.lexeme from unnest(to_tsvector(${collection.text_search_config}::regconfig, ${query})) t
-    ),
-    stats as materialized (
-      select coalesce(max(s.chunk_count), 0)::float8 as n,
-             coalesce(max(s.total_length::float8 / nullif(s.chunk_count, 0)), 1) as avgdl
-      from collection_stats s where s.collection_id = ${collection.id}::uuid
-    ),
-    postings as materialized (
-      select p.lexeme, p.chunk_id, p.tf, p.length from chunk_terms p
-      where p.collection_id = ${collection.id}::uuid and p.lexeme in (select lexeme from terms)
-    ),
-    weights as materialized (
-      select p.lexeme, ln(1 + (s.n - count(*) + 0.5) / (count(*) + 0.5)) as w
-      from postings p cross join stats s group by p.lexeme, s.n
-    )
-    select p.chunk_id as id,
-           sum(w.w * p.tf * (${k1} + 1) / (p.tf + ${k1} * (1 - ${b} + ${b} * p.length / s.avgdl))) as score
-    from postings p join weights w on w.lexeme = p.lexeme cross join stats s
-    where true ${filtered}
-    group by p.chunk_id
-    order by score desc, p.chunk_id
-    limit ${limit}
-  `.execute(trx);
-  return rows.map((r) => ({ id: r.id, score: r.score }));
-}
 
 /** Nearest chunks by cosine distance; `score` = cosine similarity. */
 async function vectorRanking(
@@ -213,11 +166,15 @@ export interface SearchServiceOptions {
   queryVectors?: QueryVectorCache | undefined;
   /** Collections with fewer searchable chunks get an exact vector scan: exact and as fast. */
   exactBelow?: number | undefined;
+  /** Lexical pruning thresholds (tests force the pruned plan with these). */
+  lexical?: LexicalOptions | undefined;
 }
 
 export class SearchService {
   readonly #queryVectors: QueryVectorCache;
   readonly #exactBelow: number;
+  readonly #documentFrequencies = new DocumentFrequencyCache();
+  readonly #lexical: LexicalOptions | undefined;
 
   constructor(
     private readonly db: Db,
@@ -226,6 +183,7 @@ export class SearchService {
   ) {
     this.#queryVectors = options.queryVectors ?? new QueryVectorCache();
     this.#exactBelow = options.exactBelow ?? DEFAULT_EXACT_BELOW;
+    this.#lexical = options.lexical;
   }
 
   async search(ws: WorkspaceContext, request: SearchRequest): Promise<SearchResult> {
@@ -238,8 +196,7 @@ export class SearchService {
       });
     const depth = offset + request.k;
     const candidates = Math.max(request.candidates ?? Math.max(4 * request.k, 50), depth);
-    const rrfK = request.rrfK ?? DEFAULT_RRF_K;
-    const weights = { lexical: request.weights?.lexical ?? 1, vector: request.weights?.vector ?? 1 };
+    const fusion = request.fusion ?? DEFAULT_FUSION;
     const collections = await withTenant(this.db, ws.id, (trx) => {
       let query = trx
         .selectFrom('collections')
@@ -255,7 +212,9 @@ export class SearchService {
           sql<number>`coalesce(s.chunk_count, 0)::float8`.as('chunk_count'),
         ])
         .where('collections.workspace_id', '=', ws.id)
-        .where('deleted_at', 'is', null);
+        .where('deleted_at', 'is', null)
+        // Collections the caller may not see (their role, or the key's allowlist) do not exist here.
+        .where(visibleCollection(ws));
       if (request.collections?.length) query = query.where('collections.id', 'in', request.collections);
       return query.execute();
     });
@@ -290,64 +249,63 @@ export class SearchService {
         });
     }
 
-    return withTenant(this.db, ws.id, async (trx) => {
-      const lexical: Ranked[][] = [];
-      const vector: Ranked[][] = [];
-      for (const c of collections) {
-        if (request.mode !== 'vector')
-          lexical.push(await lexicalRanking(trx, c, request.query, request.filters, candidates));
-        const v = vectors.get(modelKey(c));
-        if (request.mode !== 'lexical' && v)
-          vector.push(
-            await vectorRanking(trx, c, v, request.filters, candidates, {
-              efSearch: request.efSearch ?? Math.max(2 * candidates, 40),
-              exact: request.exact ?? c.chunk_count < this.#exactBelow,
-            }),
-          );
-      }
-      // Several collections: each list is already best-first; merge by score within a kind.
-      const lexicalList = mergeByScore(lexical).slice(0, candidates);
-      const vectorList = mergeByScore(vector).slice(0, candidates);
-      const fused = new Map<
-        string,
-        { fused: number; lexical?: [number, number]; vector?: [number, number] }
-      >();
-      lexicalList.forEach((r, i) => {
-        const entry = fused.get(r.id) ?? { fused: 0 };
-        entry.fused += weights.lexical / (rrfK + i + 1);
-        entry.lexical = [r.score, i + 1];
-        fused.set(r.id, entry);
-      });
-      vectorList.forEach((r, i) => {
-        const entry = fused.get(r.id) ?? { fused: 0 };
-        entry.fused += weights.vector / (rrfK + i + 1);
-        entry.vector = [r.score, i + 1];
-        fused.set(r.id, entry);
-      });
-      const ranked = [...fused.entries()].sort((a, b) => b[1].fused - a[1].fused || (a[0] < b[0] ? -1 : 1));
-      const top = ranked.slice(offset, depth);
-      const result = {
-        mode: request.mode,
-        queryVectorCache,
-        // Another page exists when the ranking goes on and the depth limit allows one more result.
-        nextOffset: ranked.length > depth && depth < MAX_SEARCH_DEPTH ? depth : null,
-      };
-      if (top.length === 0) return { ...result, hits: [] };
-      const ids = top.map(([id]) => id);
-      const { rows } = await sql<{
-        id: string;
-        document_id: string;
-        collection_id: string;
-        title: string;
-        external_id: string | null;
-        text: string;
-        snippet: string;
-        heading_path: string[];
-        page: number | null;
-        page_end: number | null;
-        char_start: number;
-        char_end: number;
-      }>`
+    return withTenant(
+      this.db,
+      ws.id,
+      async (trx) => {
+        const lexical: Ranked[][] = [];
+        const lexicalPlans: LexicalPlan[] = [];
+        const vector: Ranked[][] = [];
+        for (const c of collections) {
+          if (request.mode !== 'vector') {
+            const { ranked, plan } = await lexicalRanking(trx, c, request.query, candidates, {
+              cache: this.#documentFrequencies,
+              tuning: this.#lexical,
+              chunkFilter: hasDocumentFilter(request.filters)
+                ? sql`p.chunk_id in (select c.id from chunks c join documents d on d.id = c.document_id
+                                     where c.collection_id = ${c.id}::uuid and ${documentFilter(request.filters)})`
+                : undefined,
+            });
+            lexical.push(ranked);
+            lexicalPlans.push(plan);
+          }
+          const v = vectors.get(modelKey(c));
+          if (request.mode !== 'lexical' && v)
+            vector.push(
+              await vectorRanking(trx, c, v, request.filters, candidates, {
+                efSearch: request.efSearch ?? Math.max(2 * candidates, 40),
+                exact: request.exact ?? c.chunk_count < this.#exactBelow,
+              }),
+            );
+        }
+        // Several collections: each list is already best-first; merge by score within a kind.
+        const lexicalList = mergeByScore(lexical).slice(0, candidates);
+        const vectorList = mergeByScore(vector).slice(0, candidates);
+        const ranked = fuse(lexicalList, vectorList, fusion);
+        const top = ranked.slice(offset, depth);
+        const result = {
+          mode: request.mode,
+          queryVectorCache,
+          lexicalPlans,
+          // Another page exists when the ranking goes on and the depth limit allows one more result.
+          nextOffset: ranked.length > depth && depth < MAX_SEARCH_DEPTH ? depth : null,
+        };
+        if (top.length === 0) return { ...result, hits: [] };
+        const ids = top.map((item) => item.id);
+        const { rows } = await sql<{
+          id: string;
+          document_id: string;
+          collection_id: string;
+          title: string;
+          external_id: string | null;
+          text: string;
+          snippet: string;
+          heading_path: string[];
+          page: number | null;
+          page_end: number | null;
+          char_start: number;
+          char_end: number;
+        }>`
         select c.id, c.document_id, c.collection_id, d.title, d.external_id, c.text, c.heading_path, c.page,
                c.page_end, c.char_start, c.char_end,
                ts_headline(col.text_search_config::regconfig, c.text,
@@ -356,40 +314,43 @@ export class SearchService {
         from chunks c join documents d on d.id = c.document_id join collections col on col.id = c.collection_id
         where c.id = any(${ids}::uuid[])
       `.execute(trx);
-      const byId = new Map(rows.map((r) => [r.id, r]));
-      const hits: SearchHit[] = [];
-      for (const [id, s] of top) {
-        const r = byId.get(id);
-        if (!r) continue;
-        hits.push({
-          chunkId: r.id,
-          documentId: r.document_id,
-          collectionId: r.collection_id,
-          documentTitle: r.title,
-          externalId: r.external_id,
-          text: r.text,
-          snippet: r.snippet,
-          headingPath: r.heading_path,
-          page: r.page,
-          pageEnd: r.page_end,
-          charStart: r.char_start,
-          charEnd: r.char_end,
-          scores: {
-            lexical: s.lexical?.[0] ?? null,
-            vector: s.vector?.[0] ?? null,
-            // One list alone: its own score (BM25, cosine) says more than an RRF value.
-            fused:
-              request.mode === 'lexical'
-                ? (s.lexical?.[0] ?? 0)
-                : request.mode === 'vector'
-                  ? (s.vector?.[0] ?? 0)
-                  : s.fused,
-          },
-          ranks: { lexical: s.lexical?.[1] ?? null, vector: s.vector?.[1] ?? null },
-        });
-      }
-      return { ...result, hits };
-    });
+        const byId = new Map(rows.map((r) => [r.id, r]));
+        const hits: SearchHit[] = [];
+        for (const s of top) {
+          const r = byId.get(s.id);
+          if (!r) continue;
+          hits.push({
+            chunkId: r.id,
+            documentId: r.document_id,
+            collectionId: r.collection_id,
+            documentTitle: r.title,
+            externalId: r.external_id,
+            text: r.text,
+            snippet: r.snippet,
+            headingPath: r.heading_path,
+            page: r.page,
+            pageEnd: r.page_end,
+            charStart: r.char_start,
+            charEnd: r.char_end,
+            scores: {
+              lexical: s.lexical?.score ?? null,
+              vector: s.vector?.score ?? null,
+              // One list alone: its own score (BM25, cosine) says more than an RRF value.
+              fused:
+                request.mode === 'lexical'
+                  ? (s.lexical?.score ?? 0)
+                  : request.mode === 'vector'
+                    ? (s.vector?.score ?? 0)
+                    : s.score,
+            },
+            ranks: { lexical: s.lexical?.rank ?? null, vector: s.vector?.rank ?? null },
+          });
+        }
+        return { ...result, hits };
+      },
+      // One snapshot: the lexical statistics, postings and vectors all describe the same state.
+      { snapshot: true },
+    );
   }
 }
 

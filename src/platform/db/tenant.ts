@@ -26,9 +26,14 @@ export async function withTenant<T>(
   db: Db,
   workspaceId: string,
   fn: (trx: Transaction<DB>) => Promise<T>,
+  /** `snapshot`: read-only, REPEATABLE READ: every statement reads the same snapshot. */
+  options: { snapshot?: boolean } = {},
 ): Promise<T> {
   if (!UUID.test(workspaceId)) throw new Error(`withTenant: not a workspace id: ${workspaceId}`);
-  return db.transaction().execute(async (trx) => {
+  const builder = options.snapshot
+    ? db.transaction().setIsolationLevel('repeatable read').setAccessMode('read only')
+    : db.transaction();
+  return builder.execute(async (trx) => {
     await sql`select set_config('role', ${APP_ROLE}, true), set_config('larder.workspace_id', ${workspaceId}, true)`.execute(
       trx,
     );
