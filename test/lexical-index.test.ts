@@ -174,9 +174,9 @@ describe.each(drivers())('lexical index (%s)', (driver) => {
       permissions: new Set<Permission>(['search']),
     };
     const full = new SearchService(db, undefined);
-    // Every query with a common term takes the pruned plan: one essential term, few completions.
+    // Every query with several terms tries the pruned plan: one essential term, few completions.
     const pruned = new SearchService(db, undefined, {
-      lexical: { pruneAbove: 0, essentialBudget: 1, completed: 3 },
+      lexical: { pruneAbove: 0, commonBoundShare: 10, minCommonPostings: 0, completed: 3 },
     });
     const plans: string[] = [];
     const queries = [

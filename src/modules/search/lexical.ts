@@ -11,7 +11,8 @@
  *     collection and postings version, so they are recounted only after the collection changed;
  *  3. the scores, by one of two exact plans:
  *     - full: every posting of every query term, summed per chunk;
- *     - pruned (MaxScore): when the query has very common terms, only the rare ("essential") terms'
+ *     - pruned (MaxScore): when the query has very common terms (together worth less than half the
+ *       rarest term, and holding most of the postings), only the other ("essential") terms'
  *       postings are summed; the best of those candidates get the common terms' contributions by
  *       single-posting lookups. A term's contribution is below w_t·(k1 + 1) whatever the chunk, so if
  *       the limit-th complete score beats every remaining candidate's partial score plus that bound for
@@ -41,15 +42,22 @@ export type LexicalPlan = 'none' | 'full' | 'pruned';
 export interface LexicalOptions {
   /** Below this many postings over all query terms, score them all (default 20,000). */
   pruneAbove: number;
-  /** Postings the essential (rarest) terms may have in all (default 8,000); at least one term. */
-  essentialBudget: number;
+  /**
+   * The common terms: the most frequent ones whose bounds together stay below this share of the rarest
+   * term's bound (default 0.5). Pruning can only prove the top when the common terms' bound is below
+   * the limit-th score, which is at least about the rarest term's contribution.
+   */
+  commonBoundShare: number;
+  /** Prune only when the common terms hold at least this share of the postings (default 0.5). */
+  minCommonPostings: number;
   /** Candidates completed with the common terms' contributions: max(this, 4 × limit) (default 200). */
   completed: number;
 }
 
 export const DEFAULT_LEXICAL_OPTIONS: LexicalOptions = {
   pruneAbove: 20_000,
-  essentialBudget: 8_000,
+  commonBoundShare: 0.5,
+  minCommonPostings: 0.5,
   completed: 200,
 };
 
@@ -156,18 +164,20 @@ export async function lexicalRanking(
     return { ranked: rows, plan: 'full' as const };
   };
 
-  // Essential terms: the rarest ones, within the postings budget (always at least one).
+  // Common terms: the most frequent ones, while their bounds stay small next to the rarest term's.
   const total = terms.reduce((sum, t) => sum + t.df, 0);
-  let budget = 0;
-  let split = 0;
-  while (
-    split < terms.length &&
-    (split === 0 || budget + (terms[split]?.df ?? 0) <= tuning.essentialBudget)
-  ) {
-    budget += terms[split]?.df ?? 0;
-    split++;
+  const bound = (t: Term) => t.weight * (k1 + 1);
+  const rarest = terms[0] ? bound(terms[0]) : 0;
+  let split = terms.length;
+  let commonSum = 0;
+  for (const term of [...terms].reverse()) {
+    if (split <= 1 || commonSum + bound(term) >= tuning.commonBoundShare * rarest) break;
+    commonSum += bound(term);
+    split--;
   }
-  if (options.chunkFilter || total <= tuning.pruneAbove || split === terms.length) return full();
+  const commonPostings = terms.slice(split).reduce((sum, t) => sum + t.df, 0);
+  if (options.chunkFilter || total <= tuning.pruneAbove || commonPostings < tuning.minCommonPostings * total)
+    return full();
   const essential = terms.slice(0, split);
   const common = terms.slice(split);
   const commonBound = common.reduce((sum, t) => sum + t.weight * (k1 + 1), 0);
