@@ -480,30 +480,42 @@ async function main() {
       };
     }
 
+    // The service as the API builds it: LARDER_SEARCH_EXACT_BELOW applies.
+    const searchOptions = { exactBelow: runtime.config.searchExactBelow };
     const results: RunResult[] = [];
     for (const mode of options.modes) {
       if (aborted()) break;
       if (options.warmup > 0) {
         log(`Warm-up (${mode}): ${Math.min(options.warmup, queries.length)} queries`);
-        await runQueries(new SearchService(db, runtime.embeddings), ws, queries.slice(0, options.warmup), {
-          mode,
-          collectionId: target.collectionId,
-          k: K,
-          concurrency: 1,
-          signal: controller.signal,
-        });
+        await runQueries(
+          new SearchService(db, runtime.embeddings, searchOptions),
+          ws,
+          queries.slice(0, options.warmup),
+          {
+            mode,
+            collectionId: target.collectionId,
+            k: K,
+            concurrency: 1,
+            signal: controller.signal,
+          },
+        );
       }
       for (const concurrency of options.concurrency) {
         if (aborted()) break;
         log(`Measuring ${mode} at concurrency ${concurrency}: ${queries.length} queries`);
-        const result = await runQueries(new SearchService(db, runtime.embeddings), ws, queries, {
-          mode,
-          collectionId: target.collectionId,
-          k: K,
-          concurrency,
-          maxSeconds: options.maxSeconds,
-          signal: controller.signal,
-        });
+        const result = await runQueries(
+          new SearchService(db, runtime.embeddings, searchOptions),
+          ws,
+          queries,
+          {
+            mode,
+            collectionId: target.collectionId,
+            k: K,
+            concurrency,
+            maxSeconds: options.maxSeconds,
+            signal: controller.signal,
+          },
+        );
         results.push(result);
         log(
           `  ${mode} ×${concurrency}: p50 ${result.latencyMs.p50} ms, p95 ${result.latencyMs.p95} ms, ` +

@@ -345,8 +345,8 @@ export const settings = {
   },
   searchExactBelow: {
     env: 'LARDER_SEARCH_EXACT_BELOW',
-    schema: Type.Integer({ minimum: 0, default: 10_000 }),
-    doc: 'Collections with fewer searchable chunks than this are searched by an exact vector scan instead of the HNSW index (exact, and as fast at that size); 0 = always the index.',
+    schema: Type.Integer({ minimum: 0, default: 5_000 }),
+    doc: 'Collections with fewer searchable chunks than this are searched by an exact vector scan instead of the HNSW index (exact, and as fast at that size); so are collections below 10× this size that hold less than 20 % of the vectors of their dimension (the shared index would mostly visit other collections’ vectors). 0 = always the index.',
   },
 } as const satisfies Record<string, { env: string; schema: TSchema; doc: string; secret?: boolean }>;
 

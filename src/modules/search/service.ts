@@ -105,6 +105,17 @@ interface CollectionInfo {
   embedding_dimensions: number | null;
 }
 
+/**
+ * Whether a collection's vectors are better scanned exactly than through the HNSW index: when it is
+ * small (`exactBelow`), or when it is a small share of an index shared with other collections (then
+ * the index walk visits mostly other collections' vectors, and pgvector's iterative scan may stop at
+ * `hnsw.max_scan_tuples` before it has found enough of this one's) while an exact scan is still cheap.
+ */
+export function exactScan(chunks: number, indexRows: number, exactBelow: number): boolean {
+  if (chunks < exactBelow) return true;
+  return chunks < 10 * exactBelow && chunks < 0.2 * indexRows;
+}
+
 /** The SQL of the document-level filters, on `documents d`. */
 function documentFilter(filters: SearchFilters | undefined) {
   const parts = [sql`d.deleted_at is null`, sql`d.status in ('searchable', 'ready')`];
@@ -140,24 +151,37 @@ async function vectorRanking(
     await sql`select set_config('hnsw.iterative_scan', 'relaxed_order', true)`.execute(trx);
   }
   // The index matches only when the query repeats its expression `embedding::vector(N)`.
-  const distance = indexed
-    ? sql`e.embedding::vector(${sql.raw(String(dims))}) <=> ${literal}::vector(${sql.raw(String(dims))})`
-    : sql`e.embedding <=> ${literal}::vector`;
-  const { rows } = await sql<{ id: string; distance: number }>`
-    select c.id, ${distance} as distance
-    from chunk_embeddings e
-    join chunks c on c.id = e.chunk_id
-    join documents d on d.id = c.document_id
-    where e.collection_id = ${collection.id}::uuid and e.model = ${collection.embedding_model}
-      and e.dimensions = ${dims} and ${documentFilter(filters)}
-    order by ${distance}
-    limit ${limit}
-  `.execute(trx);
+  const distance = sql`e.embedding::vector(${sql.raw(String(dims))}) <=> ${literal}::vector(${sql.raw(String(dims))})`;
+  const { rows } = indexed
+    ? await sql<{ id: string; distance: number }>`
+        select c.id, ${distance} as distance
+        from chunk_embeddings e
+        join chunks c on c.id = e.chunk_id
+        join documents d on d.id = c.document_id
+        where e.collection_id = ${collection.id}::uuid and e.model = ${collection.embedding_model}
+          and e.dimensions = ${dims} and ${documentFilter(filters)}
+        order by ${distance}
+        limit ${limit}
+      `.execute(trx)
+    : // Exact: distances first (the fence keeps the 2 KB vectors out of the sort), then the filters.
+      await sql<{ id: string; distance: number }>`
+        select c.id, x.distance
+        from (select e.chunk_id, e.embedding <=> ${literal}::vector as distance
+              from chunk_embeddings e
+              where e.collection_id = ${collection.id}::uuid and e.model = ${collection.embedding_model}
+                and e.dimensions = ${dims}
+              offset 0) x
+        join chunks c on c.id = x.chunk_id
+        join documents d on d.id = c.document_id
+        where ${documentFilter(filters)}
+        order by x.distance, c.id
+        limit ${limit}
+      `.execute(trx);
   return rows.map((r) => ({ id: r.id, score: 1 - r.distance }));
 }
 
 /** Below this many searchable chunks a collection's vectors are scanned exactly (no HNSW). */
-export const DEFAULT_EXACT_BELOW = 10_000;
+export const DEFAULT_EXACT_BELOW = 5_000;
 /** Deepest result a search can page to (offset + k). */
 export const MAX_SEARCH_DEPTH = 1000;
 
@@ -210,6 +234,11 @@ export class SearchService {
           'embedding_model',
           'embedding_dimensions',
           sql<number>`coalesce(s.chunk_count, 0)::float8`.as('chunk_count'),
+          // Vectors in the shared HNSW index of this dimension (all collections; planner estimate).
+          sql<number>`coalesce((select greatest(reltuples, 0) from pg_class
+                                where oid = to_regclass('chunk_embeddings_hnsw_' || embedding_dimensions)), 0)::float8`.as(
+            'index_rows',
+          ),
         ])
         .where('collections.workspace_id', '=', ws.id)
         .where('deleted_at', 'is', null)
@@ -274,7 +303,7 @@ export class SearchService {
             vector.push(
               await vectorRanking(trx, c, v, request.filters, candidates, {
                 efSearch: request.efSearch ?? Math.max(2 * candidates, 40),
-                exact: request.exact ?? c.chunk_count < this.#exactBelow,
+                exact: request.exact ?? exactScan(c.chunk_count, c.index_rows, this.#exactBelow),
               }),
             );
         }
