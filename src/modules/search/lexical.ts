@@ -61,6 +61,9 @@ export const DEFAULT_LEXICAL_OPTIONS: LexicalOptions = {
   completed: 200,
 };
 
+/** work_mem of the scoring statements of large queries (PostgreSQL's default is 4 MB). */
+const SCORING_WORK_MEM = '64MB';
+
 interface Term {
   lexeme: string;
   df: number;
@@ -152,6 +155,11 @@ export async function lexicalRanking(
                         where p.collection_id = ${collection.id}::uuid and p.lexeme = t.lexeme offset 0) p`;
   const filter = options.chunkFilter ? sql`where ${options.chunkFilter}` : sql``;
 
+  const total = terms.reduce((sum, t) => sum + t.df, 0);
+  // Scoring hashes one entry per matching chunk (70k for a typical question at 100k chunks, ~11 MB):
+  // with the default work_mem (4 MB) the aggregate spilled to disk. Transaction-local.
+  if (total > tuning.pruneAbove)
+    await sql`select set_config('work_mem', ${SCORING_WORK_MEM}, true)`.execute(trx);
   const full = async () => {
     const { rows } = await sql<Ranked>`
       select p.chunk_id as id, sum(${score}) as score
@@ -165,7 +173,6 @@ export async function lexicalRanking(
   };
 
   // Common terms: the most frequent ones, while their bounds stay small next to the rarest term's.
-  const total = terms.reduce((sum, t) => sum + t.df, 0);
   const bound = (t: Term) => t.weight * (k1 + 1);
   const rarest = terms[0] ? bound(terms[0]) : 0;
   let split = terms.length;
