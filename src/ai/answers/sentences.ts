@@ -38,7 +38,7 @@ const ABBREVIATIONS = new Set(
     'e.g i.e cf vs viz approx ca resp incl esp dept est misc'
   ).split(' '),
 );
-/** Do not end a sentence when a number follows (`Fig. 3`, `No. 12`, `Jan. 5`). */
+/** Do not end a sentence when a number or code follows (`Fig. 3`, `No. 12`, `no. KF906251`, `Jan. 5`). */
 const NUMBER_ABBREVIATIONS = new Set(
   (
     'no nos fig figs tab eq eqs ref refs sec ch vol pp p art para ' +
@@ -51,7 +51,8 @@ const SOFT_ABBREVIATIONS = new Set(['etc', 'al', 'inc', 'ltd', 'co', 'corp', 'br
 const TERMINATORS = '.!?…';
 const CLOSERS = '"\'”’»)]}';
 const OPENERS = '"\'“‘«([{¿¡';
-const BULLET_OR_HEADING = /^(?:[ \t]*(?:[-*+•‣◦▪▸–—·]|\(?\d{1,2}[.)]|\(?[a-zA-Z]\))[ \t]+|[ \t]{0,3}#{1,6}[ \t]+)/;
+const BULLET_OR_HEADING =
+  /^(?:[ \t]*(?:[-*+•‣◦▪▸–—·]|\(?\d{1,2}[.)]|\(?[a-zA-Z]\))[ \t]+|[ \t]{0,3}#{1,6}[ \t]+)/;
 const HEADING = /^[ \t]{0,3}#{1,6}[ \t]/;
 const TABLE_ROW = /[|\t]/;
 
@@ -163,6 +164,13 @@ function firstSignificant(text: string, from: number, end: number): string {
   return text.charAt(k);
 }
 
+/** The word starting at `from` (up to the next whitespace). */
+function nextWord(text: string, from: number, end: number): string {
+  let k = from;
+  while (k < end && !isSpace(text.charAt(k))) k++;
+  return text.slice(from, k);
+}
+
 function isBoundary(
   text: string,
   sentenceStart: number,
@@ -181,7 +189,7 @@ function isBoundary(
   const word = text.slice(w, at);
   const lower = word.toLowerCase();
   if (ABBREVIATIONS.has(lower)) return false;
-  if (NUMBER_ABBREVIATIONS.has(lower)) return !/\p{N}/u.test(first);
+  if (NUMBER_ABBREVIATIONS.has(lower)) return !/\p{N}/u.test(nextWord(text, next, blockEnd));
   if (SOFT_ABBREVIATIONS.has(lower)) return /\p{Lu}/u.test(first);
   // Initials and dotted acronyms: `J. Smith`, `U.S. Army`, `Ph.D. students`.
   if (/^\p{Lu}$/u.test(word)) return false;
