@@ -94,7 +94,21 @@ const SearchBody = Type.Object(
       }),
     ),
   },
-  { additionalProperties: false },
+  {
+    additionalProperties: false,
+    examples: [
+      { query: 'How long is parental leave?', k: 5 },
+      {
+        query: 'expense limits for travel',
+        collections: ['0190f5a2-7c3e-7d4a-9b1e-2f6c8d9e0a1b'],
+        mode: 'hybrid',
+        k: 10,
+        filters: { metadata: { team: 'finance' }, createdAfter: '2026-01-01T00:00:00Z' },
+        explain: true,
+      },
+      { query: 'reset a password', mode: 'hybrid', fusion: { method: 'rrf', k: 60 } },
+    ],
+  },
 );
 
 function fusionOptions(
