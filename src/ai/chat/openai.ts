@@ -26,7 +26,9 @@
  *   });
  *   const { text } = await chat.complete({ messages: [{ role: 'user', content: 'Hi' }] });
  */
-import OpenAI, { APIConnectionError, APIConnectionTimeoutError, APIError, APIUserAbortError } from 'openai';
+import type OpenAI from 'openai';
+import { APIConnectionError, APIConnectionTimeoutError, APIError, APIUserAbortError } from 'openai';
+import { createOpenAIClient } from '../openai-client.js';
 import type { ChatCompletionCreateParamsBase } from 'openai/resources/chat/completions';
 import { abortedError, backoffDelay, parseRetryAfter, sleep } from './retry.js';
 import { ChatError } from './types.js';
@@ -51,9 +53,6 @@ export interface OpenAIChatOptions {
   /** Jitter source, in [0, 1); tests inject a fixed one. */
   random?: () => number;
 }
-
-/** Satisfies the SDK's credentials check when there is no key; the Authorization header is then removed. */
-const NO_KEY = 'larder-no-api-key';
 
 /** One HTTP attempt: its own abort controller, linked to the caller's signal, with a resettable timer. */
 class Attempt {
@@ -119,19 +118,11 @@ export class OpenAIChatProvider implements ChatProvider {
     if (!Number.isInteger(this.#options.maxAttempts) || this.#options.maxAttempts < 1) {
       throw new RangeError('maxAttempts must be a positive integer');
     }
-    const hasKey = options.apiKey !== undefined && options.apiKey !== '';
-    this.#client = new OpenAI({
-      baseURL: options.baseUrl,
-      apiKey: hasKey ? options.apiKey : NO_KEY,
-      // Explicit nulls: otherwise the SDK falls back to OPENAI_* environment variables behind the config's back.
-      adminAPIKey: null,
-      organization: null,
-      project: null,
-      webhookSecret: null,
-      timeout: options.timeoutMs,
+    this.#client = createOpenAIClient({
+      baseUrl: options.baseUrl,
+      apiKey: options.apiKey,
+      timeoutMs: options.timeoutMs,
       maxRetries: 0,
-      logLevel: 'off',
-      ...(hasKey ? {} : { defaultHeaders: { Authorization: null } }),
     });
   }
 

@@ -13,7 +13,9 @@
  *   });
  *   const vector = await ollama.embedQuery('what is pgvector?');
  */
-import OpenAI, { APIConnectionError, APIConnectionTimeoutError, APIError, APIUserAbortError } from 'openai';
+import type OpenAI from 'openai';
+import { APIConnectionError, APIConnectionTimeoutError, APIError, APIUserAbortError } from 'openai';
+import { createOpenAIClient } from '../openai-client.js';
 import type { EmbeddingCreateParams } from 'openai/resources/embeddings';
 import { EmbeddingError } from './types.js';
 import type { EmbeddingProvider } from './types.js';
@@ -36,8 +38,6 @@ export interface OpenAIProviderOptions {
 }
 
 const PROBE_TEXT = 'dimension probe';
-/** Satisfies the SDK's credentials check when there is no key; the Authorization header is then removed. */
-const NO_KEY = 'larder-no-api-key';
 
 export class OpenAIEmbeddingProvider implements EmbeddingProvider {
   readonly provider = 'openai';
@@ -52,19 +52,11 @@ export class OpenAIEmbeddingProvider implements EmbeddingProvider {
     this.model = options.model;
     this.#options = options;
     this.#dimensions = options.dimensions;
-    const hasKey = options.apiKey !== undefined && options.apiKey !== '';
-    this.#client = new OpenAI({
-      baseURL: options.baseUrl,
-      apiKey: hasKey ? options.apiKey : NO_KEY,
-      // Explicit nulls: otherwise the SDK falls back to OPENAI_* environment variables behind the config's back.
-      adminAPIKey: null,
-      organization: null,
-      project: null,
-      webhookSecret: null,
-      timeout: options.timeoutMs,
+    this.#client = createOpenAIClient({
+      baseUrl: options.baseUrl,
+      apiKey: options.apiKey,
+      timeoutMs: options.timeoutMs,
       maxRetries: options.maxRetries,
-      logLevel: 'off',
-      ...(hasKey ? {} : { defaultHeaders: { Authorization: null } }),
     });
   }
 
