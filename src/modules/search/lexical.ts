@@ -21,6 +21,7 @@
  */
 import { sql, type Transaction } from 'kysely';
 import type { DB } from '../../platform/db/schema.js';
+import { LruMap } from '../../platform/lru.js';
 
 type Trx = Transaction<DB>;
 
@@ -61,7 +62,11 @@ export const DEFAULT_LEXICAL_OPTIONS: LexicalOptions = {
   completed: 200,
 };
 
-/** work_mem of the scoring statements of large queries (PostgreSQL's default is 4 MB). */
+/**
+ * work_mem of the search transaction (PostgreSQL's default is 4 MB): scoring hashes one entry per
+ * matching chunk (70k for a typical question at 100k chunks, ~11 MB), and under 4 MB the aggregate
+ * spilled to disk. Set in the first statement, transaction-local.
+ */
 const SCORING_WORK_MEM = '64MB';
 
 interface Term {
@@ -72,25 +77,20 @@ interface Term {
 
 /** Document frequencies per collection and postings version (a new version replaces the entry). */
 export class DocumentFrequencyCache {
-  readonly #entries = new Map<string, { version: string; df: Map<string, number> }>();
+  readonly #entries: LruMap<string, { version: string; df: Map<string, number> }>;
 
   constructor(
-    private readonly maxCollections = 200,
+    maxCollections = 200,
     private readonly maxTerms = 20_000,
-  ) {}
+  ) {
+    this.#entries = new LruMap(maxCollections);
+  }
 
   lookup(collectionId: string, version: string): Map<string, number> {
     let entry = this.#entries.get(collectionId);
     if (entry?.version !== version || entry.df.size > this.maxTerms) {
       entry = { version, df: new Map() };
       this.#entries.set(collectionId, entry);
-    }
-    // Most recently used last: the first key is evicted.
-    this.#entries.delete(collectionId);
-    this.#entries.set(collectionId, entry);
-    if (this.#entries.size > this.maxCollections) {
-      const oldest = this.#entries.keys().next();
-      if (!oldest.done) this.#entries.delete(oldest.value);
     }
     return entry.df;
   }
@@ -119,7 +119,8 @@ export async function lexicalRanking(
     avgdl: number;
     version: string;
   }>`
-    select (select coalesce(array_agg(distinct t.lexeme order by t.lexeme), '{}')
+    select set_config('work_mem', ${SCORING_WORK_MEM}, true) as work_mem,
+           (select coalesce(array_agg(distinct t.lexeme order by t.lexeme), '{}')
             from unnest(to_tsvector(${collection.text_search_config}::regconfig, ${query})) t) as lexemes,
            coalesce(max(s.chunk_count), 0)::float8 as n,
            coalesce(max(s.total_length::float8 / nullif(s.chunk_count, 0)), 1) as avgdl,
@@ -156,10 +157,6 @@ export async function lexicalRanking(
   const filter = options.chunkFilter ? sql`where ${options.chunkFilter}` : sql``;
 
   const total = terms.reduce((sum, t) => sum + t.df, 0);
-  // Scoring hashes one entry per matching chunk (70k for a typical question at 100k chunks, ~11 MB):
-  // with the default work_mem (4 MB) the aggregate spilled to disk. Transaction-local.
-  if (total > tuning.pruneAbove)
-    await sql`select set_config('work_mem', ${SCORING_WORK_MEM}, true)`.execute(trx);
   const full = async () => {
     const { rows } = await sql<Ranked>`
       select p.chunk_id as id, sum(${score}) as score

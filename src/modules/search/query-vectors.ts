@@ -11,6 +11,7 @@ import { createHash } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import type { EmbeddingProvider } from '../../ai/embeddings/index.js';
 import type { Logger } from '../../platform/logger.js';
+import { LruMap } from '../../platform/lru.js';
 
 /** Query vectors kept per process (most recently used first out). */
 export const QUERY_VECTOR_CACHE_SIZE = 1000;
@@ -20,7 +21,7 @@ const REDIS_PREFIX = 'larder:qv:';
 export type CacheOutcome = 'memory' | 'redis' | 'miss';
 
 export class QueryVectorCache {
-  readonly #memory = new Map<string, number[]>();
+  readonly #memory = new LruMap<string, number[]>(QUERY_VECTOR_CACHE_SIZE);
 
   constructor(
     private readonly redis?: Redis,
@@ -37,17 +38,14 @@ export class QueryVectorCache {
       .update(`${workspaceId}\u0000${provider.provider}\u0000${provider.model}\u0000${query}`)
       .digest('base64url');
     const hit = this.#memory.get(key);
-    if (hit) {
-      this.#remember(key, hit); // refresh its place
-      return { vector: hit, cache: 'memory' };
-    }
+    if (hit) return { vector: hit, cache: 'memory' };
     const shared = await this.#fromRedis(key);
     if (shared) {
-      this.#remember(key, shared);
+      this.#memory.set(key, shared);
       return { vector: shared, cache: 'redis' };
     }
     const vector = await provider.embedQuery(query);
-    this.#remember(key, vector);
+    this.#memory.set(key, vector);
     if (this.redis) {
       const bytes = Buffer.from(Float32Array.from(vector).buffer);
       await this.redis
@@ -67,16 +65,6 @@ export class QueryVectorCache {
     } catch (error) {
       this.logger?.warn({ err: error }, 'query vector cache: read failed');
       return undefined;
-    }
-  }
-
-  #remember(key: string, vector: number[]) {
-    // Map iteration order is insertion order: the first key is the least recently used.
-    this.#memory.delete(key);
-    this.#memory.set(key, vector);
-    if (this.#memory.size > QUERY_VECTOR_CACHE_SIZE) {
-      const oldest = this.#memory.keys().next();
-      if (!oldest.done) this.#memory.delete(oldest.value);
     }
   }
 }

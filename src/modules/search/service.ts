@@ -146,9 +146,9 @@ async function vectorRanking(
   const literal = `[${vector.join(',')}]`;
   const indexed = (INDEXED_EMBEDDING_DIMENSIONS as readonly number[]).includes(dims) && !options.exact;
   if (indexed) {
-    await sql`select set_config('hnsw.ef_search', ${String(options.efSearch)}, true)`.execute(trx);
-    // Filtered-out candidates must not shrink the result (pgvector >= 0.8).
-    await sql`select set_config('hnsw.iterative_scan', 'relaxed_order', true)`.execute(trx);
+    // iterative_scan: filtered-out candidates must not shrink the result (pgvector >= 0.8).
+    await sql`select set_config('hnsw.ef_search', ${String(options.efSearch)}, true),
+                     set_config('hnsw.iterative_scan', 'relaxed_order', true)`.execute(trx);
   }
   // The index matches only when the query repeats its expression `embedding::vector(N)`.
   const distance = sql`e.embedding::vector(${sql.raw(String(dims))}) <=> ${literal}::vector(${sql.raw(String(dims))})`;
