@@ -10,13 +10,11 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
-import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { openDatabase } from '../src/platform/db/database.js';
-import type { Db } from '../src/platform/db/database.js';
-import { type CliResult, runCli, type RunningProcess, startProcess, startServer } from './helpers/cli.js';
-import { silentLogger, testConfig } from './helpers/config.js';
-import { createTestDatabase, drivers, type TestDatabase } from './helpers/database.js';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type CliResult, runCli, startServer } from './helpers/cli.js';
+import { drivers } from './helpers/database.js';
 import { createTenant } from './helpers/factories.js';
+import { type CliTarget, cliTarget } from './helpers/cli-target.js';
 
 const COVIDQA = fileURLToPath(new URL('../../shared/eval/covidqa/corpus.jsonl', import.meta.url));
 const tempDir = (prefix: string) => mkdtemp(path.join(tmpdir(), prefix));
@@ -78,61 +76,6 @@ async function mixedFolder(): Promise<string> {
 
 const INGESTED = ['guides/deep/recipe.md', 'guides/notes.txt', 'page.html', 'readme.md'];
 
-interface Target {
-  env: Record<string, string>;
-  /** Runs `fn` on the target's database (the embedded one is opened after the CLI has exited). */
-  withDb<T>(fn: (db: Db) => Promise<T>): Promise<T>;
-  close(): Promise<void>;
-}
-
-async function embeddedTarget(): Promise<Target> {
-  const dataDir = await tempDir('larder-ingest-data-');
-  const env = { LARDER_DATA_DIR: dataDir, LARDER_EMBEDDING_PROVIDER: 'none' };
-  const user = await runCli(
-    ['admin', 'create-user', '--email', 'ops@example.com', '--owner', '--workspace', 'Pantry', '--json'],
-    { ...env, LOG_LEVEL: 'warn' },
-  );
-  expect(user.code, user.stderr).toBe(0);
-  return {
-    env,
-    async withDb(fn) {
-      const database = await openDatabase(testConfig({ LARDER_DATA_DIR: dataDir }), silentLogger);
-      try {
-        return await fn(database.db);
-      } finally {
-        await database.close();
-      }
-    },
-    close: async () => undefined,
-  };
-}
-
-async function serverTarget(): Promise<Target> {
-  const t: TestDatabase = await createTestDatabase('server');
-  await createTenant(t.database.db, 'pantry');
-  const redisUrl = inject('redisUrl');
-  const env = {
-    DATABASE_URL: t.url!,
-    LARDER_EMBEDDING_PROVIDER: 'none',
-    ...(redisUrl ? { REDIS_URL: redisUrl } : {}),
-  };
-  // The workers that process what the CLI queues; many slots, so a 98-document corpus is quick.
-  const worker: RunningProcess = await startProcess(
-    ['worker'],
-    { ...env, LARDER_JOB_CONCURRENCY: '12' },
-    /"msg":"worker started"/,
-  );
-  return {
-    env,
-    withDb: (fn) => fn(t.database.db),
-    async close() {
-      worker.child.kill('SIGTERM');
-      await worker.exited;
-      await t.close();
-    },
-  };
-}
-
 describe('larder ingest / import: command line', () => {
   it('lists both commands in --help and exits 78 on invalid configuration', async () => {
     const help = await runCli(['--help'], {});
@@ -150,14 +93,14 @@ describe('larder ingest / import: command line', () => {
 const onlyIf = (applies: boolean): typeof it => (applies ? it : ((() => undefined) as unknown as typeof it));
 
 describe.each(drivers())('larder ingest / import (%s)', (driver) => {
-  let target: Target;
+  let target: CliTarget;
   let source: string;
   const cli = (args: string[], env: Record<string, string> = {}, timeoutMs = 90_000) =>
     runCli(args, { ...target.env, ...env }, timeoutMs);
   const wait = driver === 'server' ? ['--wait'] : [];
 
   beforeAll(async () => {
-    target = driver === 'embedded' ? await embeddedTarget() : await serverTarget();
+    target = await cliTarget(driver, { workerConcurrency: 12 });
     source = await mixedFolder();
   });
   afterAll(async () => {

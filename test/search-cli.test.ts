@@ -5,12 +5,11 @@
 import { mkdir, mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { type Db, openDatabase } from '../src/platform/db/database.js';
-import { type CliResult, runCli, type RunningProcess, startProcess } from './helpers/cli.js';
-import { silentLogger, testConfig } from './helpers/config.js';
-import { createTestDatabase, drivers } from './helpers/database.js';
-import { createTenant } from './helpers/factories.js';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { EvalReport } from '../src/cli/eval.js';
+import { type CliResult, runCli } from './helpers/cli.js';
+import { drivers } from './helpers/database.js';
+import { type CliTarget, cliTarget } from './helpers/cli-target.js';
 
 const tempDir = (prefix: string) => mkdtemp(path.join(tmpdir(), prefix));
 
@@ -31,36 +30,6 @@ interface Hit {
   charStart: number;
   charEnd: number;
   explain?: { lexical: number | null; vector: number | null; lexicalRank: number | null };
-}
-
-interface ModeMetrics {
-  queries: number;
-  ndcgAt10: number | null;
-  recallAtK: number | null;
-  mrrAt10: number | null;
-  answers: {
-    queries: number;
-    containedAtK: number | null;
-    overlapAtK: number | null;
-    mrrAt10: number | null;
-  };
-  latencyMs: { p50: number; p95: number };
-}
-
-interface Report {
-  mode: string;
-  modes: string[];
-  k: number;
-  collection: { id: string; name: string; kept: boolean };
-  counts: Record<string, number>;
-  metrics: Record<string, ModeMetrics>;
-  timings: { importSeconds: number; processingSeconds: number };
-  settings: {
-    embedding: unknown;
-    bm25: { k1: number; b: number };
-    fusion: { method: string };
-    chunking: unknown;
-  };
 }
 
 /**
@@ -130,59 +99,6 @@ async function tinyBeir(): Promise<string> {
   return dir;
 }
 
-interface Target {
-  env: Record<string, string>;
-  withDb<T>(fn: (db: Db) => Promise<T>): Promise<T>;
-  close(): Promise<void>;
-}
-
-async function embeddedTarget(): Promise<Target> {
-  const dataDir = await tempDir('larder-search-data-');
-  const env = { LARDER_DATA_DIR: dataDir, LARDER_EMBEDDING_PROVIDER: 'none' };
-  const user = await runCli(
-    ['admin', 'create-user', '--email', 'ops@example.com', '--owner', '--workspace', 'Pantry', '--json'],
-    { ...env, LOG_LEVEL: 'warn' },
-  );
-  expect(user.code, user.stderr).toBe(0);
-  return {
-    env,
-    async withDb(fn) {
-      const database = await openDatabase(testConfig({ LARDER_DATA_DIR: dataDir }), silentLogger);
-      try {
-        return await fn(database.db);
-      } finally {
-        await database.close();
-      }
-    },
-    close: async () => undefined,
-  };
-}
-
-async function serverTarget(): Promise<Target> {
-  const t = await createTestDatabase('server');
-  await createTenant(t.database.db, 'pantry');
-  const redisUrl = inject('redisUrl');
-  const env = {
-    DATABASE_URL: t.url!,
-    LARDER_EMBEDDING_PROVIDER: 'none',
-    ...(redisUrl ? { REDIS_URL: redisUrl } : {}),
-  };
-  const worker: RunningProcess = await startProcess(
-    ['worker'],
-    { ...env, LARDER_JOB_CONCURRENCY: '8' },
-    /"msg":"worker started"/,
-  );
-  return {
-    env,
-    withDb: (fn) => fn(t.database.db),
-    async close() {
-      worker.child.kill('SIGTERM');
-      await worker.exited;
-      await t.close();
-    },
-  };
-}
-
 describe('larder search / eval: command line', () => {
   it('lists both commands in --help and validates flags before opening anything', async () => {
     const help = await runCli(['--help'], {});
@@ -195,7 +111,7 @@ describe('larder search / eval: command line', () => {
 });
 
 describe.each(drivers())('larder search / eval (%s)', (driver) => {
-  let target: Target;
+  let target: CliTarget;
   let beir: string;
   const cli = (args: string[], env: Record<string, string> = {}) =>
     runCli(args, { ...target.env, ...env }, 90_000);
@@ -205,7 +121,7 @@ describe.each(drivers())('larder search / eval (%s)', (driver) => {
     );
 
   beforeAll(async () => {
-    target = driver === 'embedded' ? await embeddedTarget() : await serverTarget();
+    target = await cliTarget(driver, { workerConcurrency: 8 });
     beir = await tinyBeir();
     const folder = await tempDir('larder-search-src-');
     await writeFile(
@@ -280,7 +196,7 @@ describe.each(drivers())('larder search / eval (%s)', (driver) => {
       '--json',
     ]);
     expect(res.code, res.stderr).toBe(0);
-    const report = jsonOf(res) as Report;
+    const report = jsonOf(res) as EvalReport;
     expect(report).toMatchObject({ mode: driver, modes: ['lexical'], k: 10, settings: { embedding: null } });
     expect(report.collection.name).toMatch(/^eval-larder-beir-[a-z0-9]+-\d{8}T\d{6}Z$/);
     expect(report.counts).toMatchObject({
