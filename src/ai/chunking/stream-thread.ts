@@ -3,6 +3,7 @@
  * main thread sends on request, and posts the chunks back window by window. See thread.ts for why.
  */
 import { parentPort } from 'node:worker_threads';
+import { Mailbox } from '../../platform/threads/mailbox.js';
 import { chunkTextStream, type StreamChunkingOptions } from './stream.js';
 
 export type ToThread =
@@ -10,32 +11,19 @@ export type ToThread =
 
 if (!parentPort) throw new Error('stream-thread must run in a worker thread');
 const port = parentPort;
-const inbox: ToThread[] = [];
-let waiting: ((message: ToThread) => void) | undefined;
-port.on('message', (message: ToThread) => {
-  if (waiting) {
-    const resolve = waiting;
-    waiting = undefined;
-    resolve(message);
-  } else {
-    inbox.push(message);
-  }
-});
-const next = (): Promise<ToThread> => {
-  const queued = inbox.shift();
-  return queued ? Promise.resolve(queued) : new Promise((resolve) => (waiting = resolve));
-};
+const inbox = new Mailbox<ToThread>();
+port.on('message', inbox.deliver);
 
 async function* parts(): AsyncGenerator<Uint8Array> {
   for (;;) {
     port.postMessage({ type: 'need' });
-    const message = await next();
+    const message = await inbox.next();
     if (message.type !== 'part') return;
     yield message.data;
   }
 }
 
-const start = await next();
+const start = await inbox.next();
 try {
   if (start.type !== 'start') throw new Error('expected start');
   for await (const chunks of chunkTextStream(parts(), start.options))

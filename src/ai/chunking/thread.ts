@@ -9,6 +9,7 @@
  */
 import type { Worker } from 'node:worker_threads';
 import { ParseError } from '../parsing/types.js';
+import { Mailbox } from '../../platform/threads/mailbox.js';
 import { startModuleWorker } from '../../platform/threads/module-worker.js';
 import { ChunkingOptionsError, type Chunk } from './chunker.js';
 import type { StreamChunkingOptions } from './stream.js';
@@ -42,34 +43,20 @@ export async function* chunkTextStreamInThread(
   const worker: Worker = startModuleWorker(import.meta.url, 'stream-thread', {
     resourceLimits: { maxOldGenerationSizeMb: limits.maxHeapMb },
   });
-  const inbox: FromThread[] = [];
-  let waiting: ((message: FromThread) => void) | undefined;
-  const deliver = (message: FromThread) => {
-    if (waiting) {
-      const resolve = waiting;
-      waiting = undefined;
-      resolve(message);
-    } else {
-      inbox.push(message);
-    }
-  };
+  const inbox = new Mailbox<FromThread>();
   let failure: Error | undefined;
-  worker.on('message', deliver);
+  worker.on('message', inbox.deliver);
   worker.on('error', (error) => {
     failure = error;
   });
   worker.on('exit', (code) => {
-    deliver({ type: 'exit', code, ...(failure ? { error: failure } : {}) });
+    inbox.deliver({ type: 'exit', code, ...(failure ? { error: failure } : {}) });
   });
-  const next = (): Promise<FromThread> => {
-    const queued = inbox.shift();
-    return queued ? Promise.resolve(queued) : new Promise((resolve) => (waiting = resolve));
-  };
   const source = parts[Symbol.asyncIterator]();
   worker.postMessage({ type: 'start', options });
   try {
     for (;;) {
-      const message = await next();
+      const message = await inbox.next();
       switch (message.type) {
         case 'need': {
           const part = await source.next();
