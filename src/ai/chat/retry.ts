@@ -2,6 +2,7 @@
  * Retry timing for chat providers: exponential back-off with full jitter, Retry-After parsing, and an
  * abortable sleep. Pure apart from `sleep`; the random source is injected so tests are deterministic.
  */
+import { setTimeout as delay } from 'node:timers/promises';
 import { ChatError } from './types.js';
 
 export interface BackoffOptions {
@@ -55,17 +56,11 @@ export function abortedError(attempts: number, signal: AbortSignal): ChatError {
 }
 
 /** Resolves after `ms`, or rejects with `ChatError('aborted')` as soon as `signal` fires. */
-export function sleep(ms: number, signal: AbortSignal | undefined, attempts: number): Promise<void> {
-  if (signal?.aborted) return Promise.reject(abortedError(attempts, signal));
-  return new Promise((resolve, reject) => {
-    const onAbort = (): void => {
-      clearTimeout(timer);
-      if (signal) reject(abortedError(attempts, signal));
-    };
-    const timer = setTimeout(() => {
-      signal?.removeEventListener('abort', onAbort);
-      resolve();
-    }, ms);
-    signal?.addEventListener('abort', onAbort, { once: true });
-  });
+export async function sleep(ms: number, signal: AbortSignal | undefined, attempts: number): Promise<void> {
+  try {
+    await delay(ms, undefined, signal ? { signal } : {});
+  } catch (error) {
+    if (signal?.aborted) throw abortedError(attempts, signal);
+    throw error;
+  }
 }
