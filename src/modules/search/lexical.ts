@@ -19,7 +19,7 @@
  *       the common terms, no other chunk can enter the top `limit`; otherwise the full plan runs.
  *     Both give identical results (tested against each other and against a reference BM25).
  */
-import { sql, type Transaction } from 'kysely';
+import { type RawBuilder, sql, type Transaction } from 'kysely';
 import type { DB } from '../../platform/db/schema.js';
 import { LruMap } from '../../platform/lru.js';
 
@@ -107,8 +107,8 @@ export async function lexicalRanking(
   limit: number,
   options: {
     cache: DocumentFrequencyCache;
-    /** SQL restricting `p.chunk_id` (document filters), or undefined. */
-    chunkFilter?: ReturnType<typeof sql> | undefined;
+    /** A condition on the chunk's document `d` (the search filters), or undefined for none. */
+    documentFilter?: RawBuilder<unknown> | undefined;
     tuning?: LexicalOptions | undefined;
   },
 ): Promise<{ ranked: Ranked[]; plan: LexicalPlan }> {
@@ -154,7 +154,10 @@ export async function lexicalRanking(
     unnest(${list.map((t) => t.lexeme)}::text[], ${list.map((t) => t.weight)}::float8[]) t(lexeme, w)
     cross join lateral (select p.chunk_id, p.tf, p.length from chunk_terms p
                         where p.collection_id = ${collection.id}::uuid and p.lexeme = t.lexeme offset 0) p`;
-  const filter = options.chunkFilter ? sql`where ${options.chunkFilter}` : sql``;
+  const filter = options.documentFilter
+    ? sql`where p.chunk_id in (select c.id from chunks c join documents d on d.id = c.document_id
+                               where c.collection_id = ${collection.id}::uuid and ${options.documentFilter})`
+    : sql``;
 
   const total = terms.reduce((sum, t) => sum + t.df, 0);
   const full = async () => {
@@ -180,7 +183,11 @@ export async function lexicalRanking(
     split--;
   }
   const commonPostings = terms.slice(split).reduce((sum, t) => sum + t.df, 0);
-  if (options.chunkFilter || total <= tuning.pruneAbove || commonPostings < tuning.minCommonPostings * total)
+  if (
+    options.documentFilter ||
+    total <= tuning.pruneAbove ||
+    commonPostings < tuning.minCommonPostings * total
+  )
     return full();
   const essential = terms.slice(0, split);
   const common = terms.slice(split);

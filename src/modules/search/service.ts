@@ -290,9 +290,8 @@ export class SearchService {
             const { ranked, plan } = await lexicalRanking(trx, c, request.query, candidates, {
               cache: this.#documentFrequencies,
               tuning: this.#lexical,
-              chunkFilter: hasDocumentFilter(request.filters)
-                ? sql`p.chunk_id in (select c.id from chunks c join documents d on d.id = c.document_id
-                                     where c.collection_id = ${c.id}::uuid and ${documentFilter(request.filters)})`
+              documentFilter: hasDocumentFilter(request.filters)
+                ? documentFilter(request.filters)
                 : undefined,
             });
             lexical.push(ranked);
