@@ -169,6 +169,20 @@ async function addDocuments(s: Omit<Scenario, 'documentIds'>, count: number, see
   return ids;
 }
 
+/**
+ * Jobs of the ingestion queues not yet settled. A worker killed after its job's transaction committed
+ * leaves a finished document behind a job still `active`; the job times out, goes to `retry` and
+ * must still run (and find its work done), so recovery is over only once the queues are settled.
+ */
+async function unsettledJobs(db: Db): Promise<number> {
+  const { rows } = await sql<{ n: number }>`
+    select count(*)::int as n from larder_jobs.job
+    where name in ('documents.ingest', 'documents.embed') and state in ('created', 'retry', 'active')`.execute(
+    db,
+  );
+  return rows[0]?.n ?? 0;
+}
+
 async function finished(db: Db, collectionId: string): Promise<number> {
   const { rows } = await sql<{ n: number }>`
     select count(*)::int as n from documents
@@ -177,7 +191,7 @@ async function finished(db: Db, collectionId: string): Promise<number> {
 }
 
 /**
- * Runs workers until every document is done: `kills` times a worker is started, `killAt()` resolves
+ * Runs workers until every document is done and every job settled: `kills` times a worker is started, `killAt()` resolves
  * at a moment chosen by the scenario, and the worker is SIGKILLed; then a last one finishes the work
  * and is stopped gracefully. Returns the outputs of all workers (for failure messages).
  */
@@ -215,8 +229,10 @@ async function crashAndRecover(
     worker = await start();
     const total = s.documentIds.length;
     await until(
-      async () => (await finished(s.t.database.db, s.collectionId)) === total,
-      'every document to finish',
+      async () =>
+        (await finished(s.t.database.db, s.collectionId)) === total &&
+        (await unsettledJobs(s.t.database.db)) === 0,
+      'every document to finish and every job to settle',
       finishWithinMs,
       200,
     );
