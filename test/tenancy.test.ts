@@ -145,6 +145,58 @@ describe.each(drivers())('tenant isolation (%s)', (driver) => {
       });
   });
 
+  it('leaves no transaction or tenant setting behind after an error or a failed statement', async () => {
+    const leftover = async () => {
+      // Several times: with a pool, a leaked connection would show up on one of them.
+      for (let i = 0; i < 6; i++) {
+        const { rows } = await sql<{ role: string; ws: string | null; open: boolean }>`
+          select current_user as role, nullif(current_setting('larder.workspace_id', true), '') as ws,
+                 txid_current_if_assigned() is not null as open`.execute(db);
+        expect(rows[0]?.role).not.toBe(APP_ROLE);
+        expect(rows[0]).toMatchObject({ ws: null, open: false });
+      }
+    };
+    await expect(
+      withTenant(db, a.workspaceId, async () => {
+        await Promise.resolve();
+        throw new Error('boom');
+      }),
+    ).rejects.toThrow('boom');
+    await leftover();
+    await expect(
+      withTenant(db, a.workspaceId, (trx) => sql`select * from no_such_table`.execute(trx)),
+    ).rejects.toThrow(/no_such_table/);
+    await leftover();
+    // a write inside a failed tenant transaction is rolled back
+    await expect(
+      withTenant(db, a.workspaceId, async (trx) => {
+        await trx
+          .insertInto('audit_log')
+          .values({ workspace_id: a.workspaceId, actor_type: 'system', action: 'test.rolled-back' })
+          .execute();
+        throw new Error('after the write');
+      }),
+    ).rejects.toThrow('after the write');
+    const { rows } = await sql<{
+      n: number;
+    }>`select count(*)::int as n from audit_log where action = 'test.rolled-back'`.execute(db);
+    expect(rows[0]!.n).toBe(0);
+    // snapshot transactions are read-only
+    await expect(
+      withTenant(
+        db,
+        a.workspaceId,
+        (trx) =>
+          trx
+            .insertInto('audit_log')
+            .values({ workspace_id: a.workspaceId, actor_type: 'system', action: 'test.ro' })
+            .execute(),
+        { snapshot: true },
+      ),
+    ).rejects.toThrow(/read-only/);
+    await leftover();
+  });
+
   it('rejects a malformed workspace id before touching the database', async () => {
     await expect(withTenant(db, "x' or true --", () => Promise.resolve(1))).rejects.toThrow(
       /not a workspace id/,
