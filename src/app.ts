@@ -19,7 +19,11 @@ import { auditRoutes } from './modules/audit/routes.js';
 import { authRoutes } from './modules/auth/routes.js';
 import { collectionRoutes } from './modules/collections/routes.js';
 import { documentRoutes } from './modules/documents/routes.js';
-import { searchRoutes } from './modules/search/routes.js';
+import { createSearchService, searchRoutes } from './modules/search/routes.js';
+import { answerRoutes } from './modules/answers/routes.js';
+import { chatCompletionRoutes } from './modules/answers/openai-facade.js';
+import { reviewRoutes } from './modules/answers/review.js';
+import { createAnswerService } from './modules/answers/wiring.js';
 import { oidcRoutes } from './modules/oidc/routes.js';
 import type { KeyRing } from './modules/auth/keys.js';
 import { healthRoutes } from './modules/health/routes.js';
@@ -152,6 +156,12 @@ export async function buildApp(deps: AppDeps) {
         { name: 'collections', description: 'Collections of documents' },
         { name: 'documents', description: 'Documents: upload, status, content, chunks' },
         { name: 'search', description: 'Hybrid, lexical and vector search' },
+        {
+          name: 'answers',
+          description: 'Answers with citations, conversations, feedback, usage and budgets',
+        },
+        { name: 'review', description: 'The human review queue and curated answers' },
+        { name: 'openai', description: 'OpenAI-compatible chat completions over the workspace’s documents' },
       ],
       components: {
         securitySchemes: {
@@ -237,7 +247,12 @@ export async function buildApp(deps: AppDeps) {
   await app.register(auditRoutes);
   await app.register(collectionRoutes);
   await app.register(documentRoutes);
-  await app.register(searchRoutes);
+  const search = createSearchService(deps);
+  await app.register(searchRoutes(search));
+  const { answers, usage } = createAnswerService(deps, search);
+  await app.register(answerRoutes(answers, usage));
+  await app.register(chatCompletionRoutes(answers));
+  await app.register(reviewRoutes);
 
   return app;
 }

@@ -61,6 +61,20 @@ describe('loadConfig', () => {
     expect(problems.join('\n')).toMatch(/^LARDER_LOG_PRETTY: /m);
   });
 
+  it('checks the chat price table and the PII redaction targets', () => {
+    expect(
+      problemsOf({ LARDER_CHAT_PRICES: '{"m": {"input": "cheap"}}', LARDER_PII_REDACTION: 'logs,email' }),
+    ).toEqual([
+      expect.stringMatching(/^LARDER_PII_REDACTION: /),
+      expect.stringMatching(/^LARDER_CHAT_PRICES: "m" needs/),
+    ]);
+    const config = loadConfig({
+      LARDER_CHAT_PRICES: '{"m": {"input": 1, "output": 2}}',
+      LARDER_PII_REDACTION: 'logs, provider',
+    });
+    expect(config.piiRedaction).toBe('logs, provider');
+  });
+
   it('never echoes a database password in an error', () => {
     const message = problemsOf({ DATABASE_URL: 'mysql://root:hunter2@db/x' }).join('\n');
     expect(message).toContain('DATABASE_URL');

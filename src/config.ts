@@ -12,6 +12,7 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import Type, { type Static, type TOptional, type TSchema } from 'typebox';
 import { Value } from 'typebox/value';
+import { parsePriceTable } from './ai/usage/pricing.js';
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
 
@@ -333,6 +334,100 @@ export const settings = {
     schema: Type.String({ default: '' }),
     doc: 'Text put before every chunk (e.g. `search_document: ` for nomic, `passage: ` for e5).',
   },
+  chatProvider: {
+    env: 'LARDER_CHAT_PROVIDER',
+    schema: Type.Enum(['extractive', 'openai'], { default: 'extractive' }),
+    doc: 'What writes answers: `extractive` (offline, no model: quotes the best evidence sentences with citations) or `openai` (any OpenAI-compatible chat endpoint: OpenAI, Ollama, vLLM, llama.cpp, LM Studio). When the model fails, answers fall back to extractive and say so.',
+  },
+  chatBaseUrl: {
+    env: 'LARDER_CHAT_BASE_URL',
+    schema: Type.String({ pattern: '^https?://', default: 'https://api.openai.com/v1' }),
+    doc: 'Base URL of the OpenAI-compatible chat API (Ollama: `http://localhost:11434/v1`; vLLM: `http://localhost:8000/v1`).',
+  },
+  chatApiKey: {
+    env: 'LARDER_CHAT_API_KEY',
+    schema: Type.Optional(Type.String({ minLength: 1 })),
+    doc: 'API key sent as a bearer token to the chat API (unset: no Authorization header, for local servers).',
+    secret: true,
+  },
+  chatModel: {
+    env: 'LARDER_CHAT_MODEL',
+    schema: Type.String({ minLength: 1, default: 'gpt-4o-mini' }),
+    doc: 'The default ("fast") chat model.',
+  },
+  chatStrongModel: {
+    env: 'LARDER_CHAT_STRONG_MODEL',
+    schema: Type.Optional(Type.String({ minLength: 1 })),
+    doc: 'The stronger model that routing picks for complex questions or `quality: "strong"` (unset: always `LARDER_CHAT_MODEL`). A workspace’s policy may name others.',
+  },
+  chatTimeoutMs: {
+    env: 'LARDER_CHAT_TIMEOUT_MS',
+    schema: Type.Integer({ minimum: 100, default: 60_000 }),
+    doc: 'Per attempt: the whole request (non-streaming), or until the first byte and then between two streamed chunks.',
+  },
+  chatMaxAttempts: {
+    env: 'LARDER_CHAT_MAX_ATTEMPTS',
+    schema: Type.Integer({ minimum: 1, maximum: 10, default: 3 }),
+    doc: 'HTTP attempts per model call, the first included (back-off with jitter on 429/5xx, honouring a capped `Retry-After`).',
+  },
+  chatMaxTokens: {
+    env: 'LARDER_CHAT_MAX_TOKENS',
+    schema: Type.Integer({ minimum: 16, maximum: 32_768, default: 800 }),
+    doc: 'Upper bound on the tokens of one generated answer.',
+  },
+  chatPrices: {
+    env: 'LARDER_CHAT_PRICES',
+    schema: Type.String({ default: '' }),
+    doc: 'Price table as JSON, USD per million tokens: `{"my-model": {"input": 0.15, "output": 0.6}}`. Merged over the built-in table (docs/answers.md); a model in neither costs 0 and is flagged.',
+  },
+  answerSources: {
+    env: 'LARDER_ANSWER_SOURCES',
+    schema: Type.Integer({ minimum: 1, maximum: 20, default: 6 }),
+    doc: 'Retrieved chunks given to the answer as numbered sources.',
+  },
+  answerMinBm25: {
+    env: 'LARDER_ANSWER_MIN_BM25',
+    schema: Type.Number({ minimum: 0, default: 10 }),
+    doc: 'Grounding threshold: the best BM25 score a question’s evidence needs (unless its best cosine similarity reaches `LARDER_ANSWER_MIN_COSINE`). Below both, the answer says the documents do not contain it.',
+  },
+  answerMinCosine: {
+    env: 'LARDER_ANSWER_MIN_COSINE',
+    schema: Type.Number({ minimum: -1, maximum: 1, default: 0.45 }),
+    doc: 'Grounding threshold on the best cosine similarity (see `LARDER_ANSWER_MIN_BM25`; measured for the local model, re-measure for others with `larder eval --answers`).',
+  },
+  answerInjection: {
+    env: 'LARDER_ANSWER_INJECTION',
+    schema: Type.Enum(['drop', 'mark'], { default: 'drop' }),
+    doc: 'Retrieved chunks that look like prompt injection: `drop` them from the sources, or `mark` them as flagged data in the prompt.',
+  },
+  answerCacheTtlSeconds: {
+    env: 'LARDER_ANSWER_CACHE_TTL_SECONDS',
+    schema: Type.Integer({ minimum: 0, maximum: 2_592_000, default: 86_400 }),
+    doc: 'How long an answer stays cached (Redis when configured, else in memory); 0 disables the answer cache. Any ingest or delete in the collections invalidates it sooner.',
+  },
+  answerAgentMaxSteps: {
+    env: 'LARDER_ANSWER_AGENT_MAX_STEPS',
+    schema: Type.Integer({ minimum: 1, maximum: 8, default: 3 }),
+    doc: 'Agentic mode: most `search` tool calls the model may make before it must answer.',
+  },
+  promptVersion: {
+    env: 'LARDER_PROMPT_VERSION',
+    schema: Type.String({ pattern: '^[A-Za-z0-9._-]{1,64}$', default: 'v1' }),
+    doc: 'Prompt template set (a folder under `LARDER_PROMPTS_DIR`); recorded with every answer together with a hash of its files.',
+  },
+  promptsDir: {
+    env: 'LARDER_PROMPTS_DIR',
+    schema: Type.Optional(Type.String({ minLength: 1 })),
+    doc: 'Folder of prompt template sets (unset: the `prompts/` folder shipped with Larder).',
+  },
+  piiRedaction: {
+    env: 'LARDER_PII_REDACTION',
+    schema: Type.String({
+      default: '',
+      pattern: '^((logs|storage|provider)(\\s*,\\s*(logs|storage|provider))*)?$',
+    }),
+    doc: 'Where to redact personal data and secrets (emails, phones, card numbers, IBANs, national ids, API keys): any of `logs`, `storage` (stored questions, answers and prompts), `provider` (text sent to the chat model), comma-separated. Empty: off.',
+  },
   jobTimeoutSeconds: {
     env: 'LARDER_JOB_TIMEOUT_SECONDS',
     schema: Type.Optional(Type.Integer({ minimum: 1, maximum: 86_399 })),
@@ -392,6 +487,18 @@ function readConfigFile(file: string, problems: string[]): Record<string, unknow
  * Parses configuration from an environment (and the optional config file it names).
  * @throws ConfigError with every problem found, never just the first.
  */
+export type PiiRedactionTarget = 'logs' | 'storage' | 'provider';
+
+/** The targets listed in `LARDER_PII_REDACTION` (validated by its pattern at load). */
+export function piiRedactionTargets(value: string): Set<PiiRedactionTarget> {
+  return new Set(
+    value
+      .split(',')
+      .map((s) => s.trim())
+      .filter((s): s is PiiRedactionTarget => s === 'logs' || s === 'storage' || s === 'provider'),
+  );
+}
+
 export function loadConfig(env: Env = process.env): Config {
   const problems: string[] = [];
   const configFile = env[CONFIG_FILE_ENV];
@@ -421,6 +528,13 @@ export function loadConfig(env: Env = process.env): Config {
       continue;
     }
     result[key] = value;
+  }
+  if (typeof result.chatPrices === 'string') {
+    try {
+      parsePriceTable(result.chatPrices);
+    } catch (error) {
+      problems.push(`LARDER_CHAT_PRICES: ${(error as Error).message}`);
+    }
   }
   if (problems.length > 0) throw new ConfigError(problems);
   return result as Config;

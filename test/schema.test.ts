@@ -55,6 +55,7 @@ const TENANT_TABLES = [
   'feedback',
   'review_items',
   'usage_events',
+  'curated_answers',
 ] as const;
 /**
  * workspace_id NOT NULL (row-level security) but no foreign key: rows written and removed only by the

@@ -10,6 +10,13 @@
  * @example
  *   larder eval --dataset ./covidqa --mode lexical --embedding none
  *   larder eval --dataset ./covidqa --mode all --embedding local --json > covidqa.json
+ *   larder eval --dataset ./covidqa --mode lexical --embedding none --answers
+ *
+ * With --answers, every evaluated question with gold answers (and a fixed set of off-topic questions)
+ * also goes through AnswerService with the extractive answerer on the scratch collection, scored by
+ * src/modules/answers/eval.ts (answered rate, answer in the first citation, citations re-read from
+ * the stored chunks, the weak-evidence thresholds' trade-off). The conversations those answers create
+ * are removed again (unless --keep).
  *
  * Exit status: 0 done, 2 done but some documents failed to import or process (scored without them),
  * 1 fatal error (bad dataset, unknown workspace), 78 invalid configuration, 130 interrupted.
@@ -27,6 +34,16 @@ import { parseRecord } from './import.js';
 import { CliError, EXIT_INTERRUPTED, EXIT_PARTIAL, itemFailure, pool } from './ingest.js';
 import { type Failure, Reporter, Tally, waitForDocuments } from './progress.js';
 import { asOperator, type Operator } from './search.js';
+import { createAnswerService } from '../modules/answers/wiring.js';
+import {
+  type AnswerEvalSummary,
+  type EvalQuestion,
+  loadChunkSpans,
+  OFF_TOPIC_QUESTIONS,
+  removeEvalConversations,
+  runAnswerEval,
+  summariseAnswerEval,
+} from '../modules/answers/eval.js';
 
 export interface EvalOptions {
   dataset: string;
@@ -38,6 +55,8 @@ export interface EvalOptions {
   json?: boolean;
   keep?: boolean;
   concurrency: number;
+  /** Also measure answer grounding with the extractive answerer. */
+  answers?: boolean;
 }
 
 const ALL_MODES: readonly SearchMode[] = ['lexical', 'vector', 'hybrid'];
@@ -154,6 +173,8 @@ export interface EvalReport {
     searchK: number;
   };
   failures: (Failure | { externalId: string; documentId: string; error: string })[];
+  /** With --answers: answer grounding (src/modules/answers/eval.ts), in the retrieval mode given. */
+  answers?: AnswerEvalSummary & { mode: SearchMode; provider: 'extractive'; seconds: number };
 }
 
 const pct = (n: number | null | undefined) => (n === null || n === undefined ? '–' : n.toFixed(4));
@@ -198,8 +219,105 @@ export function formatReport(r: EvalReport): string {
   const line = (cells: string[]) =>
     cells.map((c, i) => (i === 0 ? c.padEnd(widths[i] ?? 0) : c.padStart(widths[i] ?? 0))).join('  ');
   out.push(line(head), ...rows.map(line));
+  if (r.answers) out.push('', ...formatAnswers(r.answers));
   if (r.collection.kept) out.push('', `Kept collection "${r.collection.name}" (${r.collection.id}).`);
   return `${out.join('\n')}\n`;
+}
+
+function formatAnswers(a: NonNullable<EvalReport['answers']>): string[] {
+  const t = a.thresholds;
+  const rows: [string, string][] = [
+    ['questions', String(a.questions)],
+    ['answered', pct(a.answered)],
+    ['first citation has answer', pct(a.firstCitationHasAnswer)],
+    ['  (of answered)', pct(a.firstCitationHasAnswerWhenAnswered)],
+    ['first quote has answer', pct(a.firstQuoteHasAnswer)],
+    ['any citation has answer', pct(a.anyCitationHasAnswer)],
+    ['any source has answer', pct(a.anySourceHasAnswer)],
+    [
+      'citations resolve',
+      `${pct(a.citations.citationsResolve)} (${a.citations.resolved}/${a.citations.total})`,
+    ],
+    ['latency p50 / p95 ms', `${a.latencyMs.p50 ?? '–'} / ${a.latencyMs.p95 ?? '–'}`],
+    ['off-topic refused', `${pct(a.offTopic.refused)} of ${a.offTopic.questions}`],
+    [
+      `refused at BM25 ≥ ${t.configured.minBm25} or cos ≥ ${t.configured.minCosine}`,
+      `on-topic ${pct(t.configured.onTopicRefused)}, off-topic ${pct(t.configured.offTopicRefused)}`,
+    ],
+    [
+      'best BM25 p10/p50/p90',
+      `on-topic ${t.bm25.onTopic.p10 ?? '–'}/${t.bm25.onTopic.p50 ?? '–'}/${t.bm25.onTopic.p90 ?? '–'}, ` +
+        `off-topic ${t.bm25.offTopic.p10 ?? '–'}/${t.bm25.offTopic.p50 ?? '–'}/${t.bm25.offTopic.p90 ?? '–'}`,
+    ],
+  ];
+  if (t.cosine.onTopic.n > 0)
+    rows.push([
+      'best cosine p10/p50/p90',
+      `on-topic ${t.cosine.onTopic.p10 ?? '–'}/${t.cosine.onTopic.p50 ?? '–'}/${t.cosine.onTopic.p90 ?? '–'}, ` +
+        `off-topic ${t.cosine.offTopic.p10 ?? '–'}/${t.cosine.offTopic.p50 ?? '–'}/${t.cosine.offTopic.p90 ?? '–'}`,
+    ]);
+  const width = Math.max(...rows.map(([label]) => label.length));
+  return [
+    `Answers (${a.provider}, ${a.mode} retrieval, ${a.seconds.toFixed(1)} s)`,
+    ...rows.map(([label, value]) => `${label.padEnd(width)}  ${value}`),
+  ];
+}
+
+/** Every evaluated question with gold answers through AnswerService, then the off-topic ones. */
+async function evalAnswers(
+  op: Operator,
+  config: Config,
+  data: BeirDataset,
+  options: { collectionId: string; mode: SearchMode; keep: boolean; signal: AbortSignal },
+): Promise<NonNullable<EvalReport['answers']>> {
+  const { runtime, ws } = op;
+  const { answers } = createAnswerService(runtime);
+  const actor = { userId: null, apiKeyId: null, requestId: null };
+  const onTopic: EvalQuestion[] = [];
+  for (const [queryId, question] of data.queries) {
+    const golds = data.answers
+      ?.get(queryId)
+      ?.spans.map((s) => s.text)
+      .filter((t) => t.trim().length > 0);
+    if (golds && golds.length > 0) onTopic.push({ queryId, question, golds });
+  }
+  const offTopic = OFF_TOPIC_QUESTIONS.map((question, i) => ({
+    queryId: `off-topic-${i + 1}`,
+    question,
+    golds: null,
+  }));
+  process.stderr.write(
+    `Answering (extractive, ${options.mode}): ${onTopic.length} questions + ${offTopic.length} off-topic…\n`,
+  );
+  const started = performance.now();
+  let lastNote = performance.now();
+  const { run, conversationIds } = await runAnswerEval(
+    {
+      answer: (question) =>
+        answers.answer(ws, actor, {
+          question,
+          collections: [options.collectionId],
+          options: { provider: 'extractive', cache: false, mode: options.mode },
+        }),
+      chunks: (ids) => loadChunkSpans(runtime.database.db, ws.id, ids),
+      signal: options.signal,
+      onProgress: (done, total) => {
+        if (performance.now() - lastNote < 10_000) return;
+        lastNote = performance.now();
+        process.stderr.write(`  answers: ${done}/${total}\n`);
+      },
+    },
+    onTopic,
+    offTopic,
+  );
+  const seconds_ = seconds(performance.now() - started);
+  if (!options.keep) await removeEvalConversations(runtime.database.db, ws.id, conversationIds);
+  return {
+    mode: options.mode,
+    provider: 'extractive',
+    seconds: seconds_,
+    ...summariseAnswerEval(run, { minBm25: config.answerMinBm25, minCosine: config.answerMinCosine }),
+  };
 }
 
 export async function evalCommand({ config }: { config: Config }, opts: EvalOptions) {
@@ -314,6 +432,16 @@ export async function evalCommand({ config }: { config: Config }, opts: EvalOpti
           searchSeconds[mode] = seconds(performance.now() - t0);
           metrics[mode] = scoreRun(data, runs, { k: opts.k, texts, canonical });
         }
+        // The answer service retrieves in hybrid mode by default: the eval's mode when it names one.
+        const answerReport = opts.answers
+          ? await evalAnswers(op, runtime.config, data, {
+              collectionId: collection.id,
+              mode: modes.length === 1 && modes[0] ? modes[0] : 'hybrid',
+              keep: opts.keep === true,
+              signal: controller.signal,
+            })
+          : undefined;
+        if (aborted()) return;
 
         const processingFailures = tally.processingFailures();
         const report: EvalReport = {
@@ -359,6 +487,7 @@ export async function evalCommand({ config }: { config: Config }, opts: EvalOpti
             searchK,
           },
           failures: [...tally.failures, ...processingFailures],
+          ...(answerReport && { answers: answerReport }),
         };
         process.stdout.write(opts.json ? `${JSON.stringify(report)}\n` : formatReport(report));
         process.exitCode = report.counts.failed > 0 ? EXIT_PARTIAL : 0;

@@ -15,6 +15,7 @@ import { ConfigError, loadConfig, settings } from '../config.js';
 import { StartupError } from '../platform/errors.js';
 import { createLogger } from '../platform/logger.js';
 import { type CreateUserOptions, createUserCommand } from './admin.js';
+import { type AskOptions, askCommand } from './ask.js';
 import { type EvalOptions, evalCommand } from './eval.js';
 import { type ImportOptions, importCommand } from './import.js';
 import { type IngestOptions, ingestCommand } from './ingest.js';
@@ -197,6 +198,33 @@ Exit status: 0 all done, 2 some items failed (listed), 1 fatal error, 78 invalid
     .action((query: string, opts: SearchOptions) => withConfig((ctx) => searchCommand(ctx, query, opts)));
 
   program
+    .command('ask')
+    .description(
+      'Answer a question with citations as the operator, in-process (no server needed): the same ' +
+        'AnswerService as POST /v1/answers. Streams the answer, then lists its citations ' +
+        '([n] title (page): “quote”).',
+    )
+    .argument('<question>', 'what to ask')
+    .option(
+      '--collection <name|id>',
+      'answer from this collection (repeatable; default: every collection)',
+      collect,
+      [],
+    )
+    .option('--workspace <slug|id>', 'workspace (default: the only one)')
+    .option('--json', 'print the whole answer as JSON (as POST /v1/answers returns it) instead of streaming')
+    .option(
+      '--extractive',
+      'never call the chat model (LARDER_CHAT_PROVIDER): answer by quoting the evidence',
+    )
+    .addHelpText(
+      'after',
+      '\nExit status: 0 answered (also when the documents hold no answer), 1 unknown workspace or ' +
+        'collection / fatal error, 78 invalid configuration.',
+    )
+    .action((question: string, opts: AskOptions) => withConfig((ctx) => askCommand(ctx, question, opts)));
+
+  program
     .command('eval')
     .description(
       'Measure retrieval on a BEIR dataset (corpus.jsonl, queries.jsonl, qrels/<split>.tsv, answers.jsonl?): ' +
@@ -224,6 +252,10 @@ Exit status: 0 all done, 2 some items failed (listed), 1 fatal error, 78 invalid
     .option('--split <name>', 'qrels file to read: qrels/<split>.tsv', 'test')
     .option('--json', 'print the report as one JSON object')
     .option('--keep', 'keep the scratch collection (deleted otherwise, also on failure or Ctrl-C)')
+    .option(
+      '--answers',
+      'also answer every question with gold answers (extractive answerer) and report grounding and citation checks',
+    )
     .addOption(concurrency)
     .addHelpText(
       'after',

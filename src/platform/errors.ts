@@ -29,6 +29,7 @@ export const errorCatalogue = {
   url_fetch_failed: { status: 422, title: 'The URL could not be fetched' },
   embedding_provider_failed: { status: 422, title: 'The embedding provider could not be used' },
   rate_limited: { status: 429, title: 'Too many requests' },
+  budget_exceeded: { status: 429, title: 'The workspace has used its model budget for this period' },
   internal_error: { status: 500, title: 'Internal server error' },
   service_unavailable: { status: 503, title: 'Service unavailable' },
 } as const satisfies Record<string, { status: number; title: string }>;

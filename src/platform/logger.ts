@@ -3,8 +3,9 @@
  * censored wherever they appear, URLs are logged with sensitive query values masked, and the
  * configuration is logged through `describeConfig` (credentials masked).
  */
-import { pino, type DestinationStream, type Logger as PinoLogger } from 'pino';
-import type { Config } from '../config.js';
+import { pino, type DestinationStream, type Logger as PinoLogger, type LoggerOptions } from 'pino';
+import { redactDeep, redactPii } from '../ai/guardrails/pii.js';
+import { type Config, piiRedactionTargets } from '../config.js';
 
 export type Logger = PinoLogger;
 
@@ -62,15 +63,36 @@ export function redactUrl(url: string): string {
   return `${url.slice(0, q)}?${params.join('&')}`;
 }
 
+/**
+ * With `LARDER_PII_REDACTION` including `logs`: personal data and secrets (src/ai/guardrails/pii.ts)
+ * are replaced by `[REDACTED:<kind>]` in every string of a log line — the message, its fields at any
+ * depth and serialised errors. It costs a scan of each logged string, so it is opt-in.
+ */
+function piiOptions(enabled: boolean): Partial<LoggerOptions> {
+  if (!enabled) return {};
+  return {
+    formatters: { log: (object: Record<string, unknown>) => redactDeep(object) },
+    // The standard serializer returns an object with its own prototype: copy it to a plain one.
+    serializers: { err: (error: Error) => redactDeep({ ...pino.stdSerializers.err(error) }) },
+    hooks: {
+      logMethod(args, method) {
+        const redacted = args.map((arg: unknown) => (typeof arg === 'string' ? redactPii(arg).text : arg));
+        method.apply(this, redacted as Parameters<typeof method>);
+      },
+    },
+  };
+}
+
 export function createLogger(
-  config: Pick<Config, 'logLevel' | 'logPretty'>,
+  config: Pick<Config, 'logLevel' | 'logPretty'> & Partial<Pick<Config, 'piiRedaction'>>,
   destination?: DestinationStream,
 ): Logger {
-  const options = {
+  const options: LoggerOptions = {
     level: config.logLevel,
     base: { service: 'larder' },
     redact: { paths: REDACT_PATHS, censor: '[REDACTED]' },
     timestamp: pino.stdTimeFunctions.isoTime,
+    ...piiOptions(piiRedactionTargets(config.piiRedaction ?? '').has('logs')),
   };
   if (destination) return pino(options, destination);
   if (config.logPretty && prettyAvailable()) {

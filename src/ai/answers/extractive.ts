@@ -46,7 +46,7 @@
 import { splitSentences, type SentenceSpan } from './sentences.js';
 import { terms } from './terms.js';
 
-export { extractCitationMarkers } from './markers.js';
+export { CITATION_MARKER, extractCitationMarkers } from './markers.js';
 export { splitSentences, type SentenceSpan } from './sentences.js';
 export { stem, terms, tokens } from './terms.js';
 

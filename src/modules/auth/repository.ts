@@ -16,7 +16,7 @@ export function findUserByEmail(db: Conn, email: string) {
 export function findUserById(db: Conn, id: string) {
   return db
     .selectFrom('users')
-    .select(['id', 'email', 'display_name', 'created_at', 'disabled_at'])
+    .select(['id', 'email', 'display_name', 'profile', 'created_at', 'disabled_at'])
     .where('id', '=', id)
     .executeTakeFirst();
 }

@@ -14,6 +14,7 @@ import Type from 'typebox';
 import { requireUser } from '../../platform/auth/access.js';
 import { AppError } from '../../platform/errors.js';
 import { problemResponses } from '../../platform/http/problem.js';
+import { Nullable } from '../../platform/http/schemas.js';
 import { authRateLimit } from '../../platform/http/rate-limit.js';
 import type { KeyRing } from './keys.js';
 import { clearSessionCookies, refreshTokenFromCookie, setSessionCookies } from './cookies.js';
@@ -47,6 +48,22 @@ const User = Type.Object({
   displayName: Type.Union([Type.String(), Type.Null()]),
   createdAt: Type.String({ format: 'date-time' }),
 });
+
+const Profile = Type.Object(
+  {
+    language: Type.Optional(
+      Nullable(Type.String({ pattern: '^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*$', maxLength: 35 }), {
+        description: 'Preferred answer language (BCP 47, e.g. `de`, `pt-BR`)',
+      }),
+    ),
+    customInstructions: Type.Optional(
+      Nullable(Type.String({ maxLength: 2000 }), {
+        description: 'Given to the answer model: tone and format, never overriding the grounding rules',
+      }),
+    ),
+  },
+  { additionalProperties: false },
+);
 
 const Membership = Type.Object({
   workspaceId: Type.String({ format: 'uuid' }),
@@ -239,14 +256,50 @@ export const authRoutes: FastifyPluginAsyncTypebox<{ keys: KeyRing }> = async (a
         tags: ['auth'],
         summary: 'The signed-in user and their workspaces',
         response: {
-          200: Type.Object({ user: User, memberships: Type.Array(Membership) }),
+          200: Type.Object({ user: User, profile: Profile, memberships: Type.Array(Membership) }),
           ...problemResponses(401),
         },
       },
     },
     async (request) => {
       const { user, memberships } = await auth.me(requireUser(request).userId);
-      return { user: presentUser(user), memberships };
+      return { user: presentUser(user), profile: presentProfile(user.profile), memberships };
+    },
+  );
+
+  app.patch(
+    '/v1/me',
+    {
+      config: { access: 'user' },
+      schema: {
+        tags: ['auth'],
+        summary: 'Change your display name and answer profile (null clears a field)',
+        body: Type.Object(
+          {
+            displayName: Type.Optional(Nullable(Type.String({ minLength: 1, maxLength: 200 }))),
+            profile: Type.Optional(Profile),
+          },
+          {
+            additionalProperties: false,
+            examples: [{ profile: { language: 'de', customInstructions: 'Answer in bullet points.' } }],
+          },
+        ),
+        response: {
+          200: Type.Object({ user: User, profile: Profile, memberships: Type.Array(Membership) }),
+          ...problemResponses(400, 401),
+        },
+      },
+    },
+    async (request) => {
+      const { user, memberships } = await auth.updateProfile(requireUser(request).userId, request.body);
+      return { user: presentUser(user), profile: presentProfile(user.profile), memberships };
     },
   );
 };
+
+function presentProfile(profile: Record<string, unknown>) {
+  return {
+    language: typeof profile.language === 'string' ? profile.language : null,
+    customInstructions: typeof profile.customInstructions === 'string' ? profile.customInstructions : null,
+  };
+}

@@ -193,6 +193,38 @@ export class AuthService {
     return { user, memberships: await repo.membershipsOf(this.db, userId) };
   }
 
+  /**
+   * Changes the signed-in user's display name and answer profile (preferred language, custom
+   * instructions: what answers are personalised with). Fields given as null are cleared.
+   */
+  async updateProfile(
+    userId: string,
+    patch: {
+      displayName?: string | null | undefined;
+      profile?:
+        { language?: string | null | undefined; customInstructions?: string | null | undefined } | undefined;
+    },
+  ) {
+    const { user } = await this.me(userId);
+    // Given fields replace, nulls clear, absent ones stay.
+    const changes = Object.entries(patch.profile ?? {});
+    const profile = Object.fromEntries(
+      [...Object.entries(user.profile), ...changes].filter(
+        ([key, value]) => value !== null && !changes.some(([k, v]) => k === key && v === null),
+      ),
+    );
+    const displayName = patch.displayName === undefined ? undefined : patch.displayName?.trim();
+    await this.db
+      .updateTable('users')
+      .set({
+        profile: JSON.stringify(profile),
+        ...(displayName === undefined ? {} : { display_name: displayName === '' ? null : displayName }),
+      })
+      .where('id', '=', userId)
+      .execute();
+    return this.me(userId);
+  }
+
   /** Opens a new session (refresh-token family) for a user authenticated by other means (e.g. SSO). */
   async startSession(userId: string, client: ClientInfo): Promise<TokenPair> {
     const familyId = randomUUID();

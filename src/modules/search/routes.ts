@@ -11,9 +11,27 @@ import { problemResponses } from '../../platform/http/problem.js';
 import { QueryVectorCache } from './query-vectors.js';
 import { DEFAULT_CONVEX_ALPHA, DEFAULT_RRF_K, type FusionOptions } from './fusion.js';
 import { MAX_SEARCH_DEPTH, SearchService } from './service.js';
+import type { AppDeps } from '../../app.js';
 
 const Uuid = Type.String({ format: 'uuid' });
 export const MAX_K = 100;
+
+/** Document filters, applied inside the search SQL (shared with answers). */
+export const SearchFiltersSchema = Type.Object(
+  {
+    documentIds: Type.Optional(Type.Array(Uuid, { maxItems: 1000 })),
+    externalIds: Type.Optional(Type.Array(Type.String({ maxLength: 1000 }), { maxItems: 1000 })),
+    mime: Type.Optional(Type.Array(Type.String({ maxLength: 200 }), { maxItems: 20 })),
+    metadata: Type.Optional(
+      Type.Record(Type.String(), Type.Unknown(), {
+        description: 'JSON the document metadata must contain',
+      }),
+    ),
+    createdAfter: Type.Optional(Type.String({ format: 'date-time' })),
+    createdBefore: Type.Optional(Type.String({ format: 'date-time' })),
+  },
+  { additionalProperties: false },
+);
 
 const SearchBody = Type.Object(
   {
@@ -30,23 +48,7 @@ const SearchBody = Type.Object(
       description:
         '`hybrid`: BM25 and vector rankings fused (see `fusion`); documents not yet embedded still appear through BM25',
     }),
-    filters: Type.Optional(
-      Type.Object(
-        {
-          documentIds: Type.Optional(Type.Array(Uuid, { maxItems: 1000 })),
-          externalIds: Type.Optional(Type.Array(Type.String({ maxLength: 1000 }), { maxItems: 1000 })),
-          mime: Type.Optional(Type.Array(Type.String({ maxLength: 200 }), { maxItems: 20 })),
-          metadata: Type.Optional(
-            Type.Record(Type.String(), Type.Unknown(), {
-              description: 'JSON the document metadata must contain',
-            }),
-          ),
-          createdAfter: Type.Optional(Type.String({ format: 'date-time' })),
-          createdBefore: Type.Optional(Type.String({ format: 'date-time' })),
-        },
-        { additionalProperties: false },
-      ),
-    ),
+    filters: Type.Optional(SearchFiltersSchema),
     fusion: Type.Optional(
       Type.Object(
         {
@@ -183,75 +185,86 @@ const Hit = Type.Object({
   ),
 });
 
-export const searchRoutes: FastifyPluginAsyncTypebox = async (app) => {
-  const search = new SearchService(app.deps.database.db, app.deps.embeddings, {
-    queryVectors: new QueryVectorCache(app.deps.redis, app.deps.logger),
-    exactBelow: app.deps.config.searchExactBelow,
+/**
+ * The process's search service: one query-vector cache (memory, and Redis when configured) shared by
+ * `POST /v1/search` and answers.
+ */
+export function createSearchService(
+  deps: Pick<AppDeps, 'database' | 'embeddings' | 'redis' | 'logger' | 'config'>,
+): SearchService {
+  return new SearchService(deps.database.db, deps.embeddings, {
+    queryVectors: new QueryVectorCache(deps.redis, deps.logger),
+    exactBelow: deps.config.searchExactBelow,
   });
-  app.post(
-    '/v1/search',
-    {
-      config: { access: { permission: 'search' as const } },
-      schema: {
-        tags: ['search'],
-        summary: 'Search the workspace’s documents',
-        body: SearchBody,
-        response: {
-          200: Type.Object({
-            mode: Type.String(),
-            data: Type.Array(Hit),
-            nextCursor: Type.Union([Type.String(), Type.Null()], {
-              description: 'Pass as `cursor` (same body) for the next page; null on the last page',
-            }),
-            meta: Type.Object({
-              queryVectorCache: Type.Union([Type.Enum(['memory', 'redis', 'miss']), Type.Null()], {
-                description: 'Where the query embedding came from; null when none was needed',
+}
+
+export const searchRoutes =
+  (search: SearchService): FastifyPluginAsyncTypebox =>
+  async (app) => {
+    app.post(
+      '/v1/search',
+      {
+        config: { access: { permission: 'search' as const } },
+        schema: {
+          tags: ['search'],
+          summary: 'Search the workspace’s documents',
+          body: SearchBody,
+          response: {
+            200: Type.Object({
+              mode: Type.String(),
+              data: Type.Array(Hit),
+              nextCursor: Type.Union([Type.String(), Type.Null()], {
+                description: 'Pass as `cursor` (same body) for the next page; null on the last page',
+              }),
+              meta: Type.Object({
+                queryVectorCache: Type.Union([Type.Enum(['memory', 'redis', 'miss']), Type.Null()], {
+                  description: 'Where the query embedding came from; null when none was needed',
+                }),
               }),
             }),
-          }),
-          ...problemResponses(400, 401, 403, 404, 422),
+            ...problemResponses(400, 401, 403, 404, 422),
+          },
         },
       },
-    },
-    async (request) => {
-      const { explain, cursor, fusion, ...body } = request.body;
-      const hash = requestHash(request.body);
-      const offset = cursor === undefined ? 0 : decodeCursor(cursor, hash);
-      const result = await search.search(requireWorkspace(request), {
-        ...body,
-        offset,
-        fusion: fusionOptions(fusion),
-      });
-      return {
-        mode: result.mode,
-        nextCursor: result.nextOffset === null ? null : encodeCursor(result.nextOffset, hash),
-        meta: { queryVectorCache: result.queryVectorCache },
-        data: result.hits.map((h) => ({
-          chunkId: h.chunkId,
-          documentId: h.documentId,
-          collectionId: h.collectionId,
-          documentTitle: h.documentTitle,
-          externalId: h.externalId,
-          text: h.text,
-          snippet: h.snippet,
-          headingPath: h.headingPath,
-          page: h.page,
-          pageEnd: h.pageEnd,
-          charStart: h.charStart,
-          charEnd: h.charEnd,
-          score: h.scores.fused,
-          ...(explain
-            ? {
-                explain: {
-                  lexical: h.scores.lexical,
-                  vector: h.scores.vector,
-                  lexicalRank: h.ranks.lexical,
-                  vectorRank: h.ranks.vector,
-                },
-              }
-            : {}),
-        })),
-      };
-    },
-  );
-};
+      async (request) => {
+        const { explain, cursor, fusion, ...body } = request.body;
+        const hash = requestHash(request.body);
+        const offset = cursor === undefined ? 0 : decodeCursor(cursor, hash);
+        const result = await search.search(requireWorkspace(request), {
+          ...body,
+          offset,
+          fusion: fusionOptions(fusion),
+        });
+        return {
+          mode: result.mode,
+          nextCursor: result.nextOffset === null ? null : encodeCursor(result.nextOffset, hash),
+          meta: { queryVectorCache: result.queryVectorCache },
+          data: result.hits.map((h) => ({
+            chunkId: h.chunkId,
+            documentId: h.documentId,
+            collectionId: h.collectionId,
+            documentTitle: h.documentTitle,
+            externalId: h.externalId,
+            text: h.text,
+            snippet: h.snippet,
+            headingPath: h.headingPath,
+            page: h.page,
+            pageEnd: h.pageEnd,
+            charStart: h.charStart,
+            charEnd: h.charEnd,
+            score: h.scores.fused,
+            ...(explain
+              ? {
+                  explain: {
+                    lexical: h.scores.lexical,
+                    vector: h.scores.vector,
+                    lexicalRank: h.ranks.lexical,
+                    vectorRank: h.ranks.vector,
+                  },
+                }
+              : {}),
+          })),
+        };
+      },
+    );
+  };

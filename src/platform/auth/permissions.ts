@@ -17,12 +17,21 @@ export const PERMISSIONS = [
   'documents:write',
   'search',
   'answers',
+  'review',
+  'usage:read',
 ] as const;
 export type Permission = (typeof PERMISSIONS)[number];
 
 const VIEWER: Permission[] = ['workspace:read', 'documents:read', 'search', 'answers'];
-const EDITOR: Permission[] = [...VIEWER, 'documents:write'];
-const ADMIN: Permission[] = [...EDITOR, 'workspace:admin', 'members:manage', 'api_keys:manage', 'audit:read'];
+const EDITOR: Permission[] = [...VIEWER, 'documents:write', 'review'];
+const ADMIN: Permission[] = [
+  ...EDITOR,
+  'workspace:admin',
+  'members:manage',
+  'api_keys:manage',
+  'audit:read',
+  'usage:read',
+];
 const OWNER: Permission[] = [...ADMIN, 'workspace:owner'];
 
 export const ROLE_PERMISSIONS: Record<MembershipRole, ReadonlySet<Permission>> = {

@@ -343,6 +343,8 @@ export interface CollectionStatsTable {
   total_length: ColumnType<string, never, never>;
   /** +1 on every change of the collection's postings */
   version: ColumnType<string, never, never>;
+  /** +1 when a searchable document enters or leaves 'ready' (0009) */
+  vectors_version: ColumnType<string, never, never>;
   updated_at: GeneratedTimestamp;
 }
 
@@ -353,6 +355,8 @@ export interface ConversationsTable {
   id: Generated<string>;
   workspace_id: string;
   user_id: string | null;
+  /** the API key that started it (0009) */
+  api_key_id: string | null;
   collection_ids: Generated<string[]>;
   title: string | null;
   deleted_at: NullableTimestamp;
@@ -439,8 +443,32 @@ export interface UsageEventsTable {
   tokens_out: GeneratedCount;
   cost_usd: GeneratedNumeric;
   latency_ms: number | null;
+  /** per stage, e.g. { retrieve: 12, generate: 840, total: 870 } (0010) */
+  stage_latency_ms: JsonObjectColumn;
   request_id: string | null;
   created_at: GeneratedTimestamp;
+}
+
+// ---------------------------------------------------------------------------------------------------
+// 0009_answers
+
+/** Reviewed answers served first for the same or a near-identical question. */
+export interface CuratedAnswersTable {
+  id: Generated<string>;
+  workspace_id: string;
+  collection_ids: string[];
+  question: string;
+  question_key: string;
+  question_terms: string[];
+  answer: string;
+  /** array of citation objects; write with JSON.stringify */
+  citations: JsonArrayColumn;
+  source_message_id: string | null;
+  review_item_id: string | null;
+  created_by: string | null;
+  deleted_at: NullableTimestamp;
+  created_at: GeneratedTimestamp;
+  updated_at: GeneratedTimestamp;
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -467,6 +495,7 @@ export interface DB {
   review_items: ReviewItemsTable;
   audit_log: AuditLogTable;
   usage_events: UsageEventsTable;
+  curated_answers: CuratedAnswersTable;
 }
 
 // Row / insert / update aliases
