@@ -44,6 +44,7 @@ import { execFileSync } from 'node:child_process';
 import { appendFile, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import { sql } from 'kysely';
 import { operatorContext } from '../src/cli/ingest.js';
@@ -71,12 +72,28 @@ import {
   vacuumAnalyze,
 } from './lib/pg.js';
 
-const MODEL = 'larder-bench-hash-512';
-const DIMENSIONS = 512;
+export const MODEL = 'larder-bench-hash-512';
+export const DIMENSIONS = 512;
 /** Fixed, not --seed: a reused collection's vectors must match the server's whatever the corpus seed. */
-const PROJECTION_SEED = 0x1a2de5;
-const K = 10;
-const MODES: readonly SearchMode[] = ['lexical', 'vector', 'hybrid'];
+export const PROJECTION_SEED = 0x1a2de5;
+export const K = 10;
+export const MODES: readonly SearchMode[] = ['lexical', 'vector', 'hybrid'];
+
+/**
+ * The configuration the search benchmarks run with: the `openai` provider pointed at the local
+ * embeddings server (bench/lib/embeddings-server.ts), logs at `warn`.
+ */
+export function benchConfig(embeddingsBaseUrl: string, env: NodeJS.ProcessEnv = process.env) {
+  return loadConfig({
+    ...env,
+    LOG_LEVEL: env.LOG_LEVEL ?? 'warn',
+    LARDER_EMBEDDING_PROVIDER: 'openai',
+    LARDER_OPENAI_EMBEDDING_BASE_URL: embeddingsBaseUrl,
+    LARDER_OPENAI_EMBEDDING_MODEL: MODEL,
+    LARDER_OPENAI_EMBEDDING_DIMENSIONS: String(DIMENSIONS),
+    LARDER_OPENAI_EMBEDDING_API_KEY: 'larder-bench-local',
+  });
+}
 
 const log = (line: string) => process.stderr.write(`${line}\n`);
 
@@ -161,7 +178,7 @@ function gitCommit(): { commit: string | null; dirty: boolean | null } {
   }
 }
 
-interface Target {
+export interface Target {
   collectionId: string;
   collectionName: string;
   workspaceId: string;
@@ -206,7 +223,7 @@ async function findCollection(runtime: Runtime, wanted: string): Promise<Target>
   };
 }
 
-interface IngestionReport extends Omit<IngestResult, 'timeline'> {
+export interface IngestionReport extends Omit<IngestResult, 'timeline'> {
   corpus: CorpusStats & {
     generationSeconds: number;
     seed: number;
@@ -220,13 +237,22 @@ interface IngestionReport extends Omit<IngestResult, 'timeline'> {
   addConcurrency: number;
 }
 
-async function ingest(
+/**
+ * Generates the corpus of `options.chunks` chunks and ingests it into a new workspace and collection
+ * `bench-<chunks>` (openai provider → the local server) with in-process workers; `created` is called
+ * as soon as the workspace exists (for the caller's clean-up).
+ */
+export async function ingest(
   config: ReturnType<typeof loadConfig>,
-  options: Options & { chunks: number },
+  options: Pick<Options, 'dataset' | 'seed' | 'ingestConcurrency'> & {
+    chunks: number;
+    log?: (line: string) => void;
+  },
   server: Awaited<ReturnType<typeof startEmbeddingsServer>>,
   created: (workspace: { id: string; slug: string }) => void,
   signal: AbortSignal,
 ): Promise<{ target: Target; report: IngestionReport }> {
+  const log = options.log ?? ((line: string) => process.stderr.write(`${line}\n`));
   const logger = createLogger(config);
   const runtime = await openRuntime(config, logger, {
     migrate: true,
@@ -394,15 +420,7 @@ async function main() {
   process.on('SIGTERM', onSignal);
 
   const server = await startEmbeddingsServer({ dims: DIMENSIONS, seed: PROJECTION_SEED });
-  const config = loadConfig({
-    ...process.env,
-    LOG_LEVEL: process.env.LOG_LEVEL ?? 'warn',
-    LARDER_EMBEDDING_PROVIDER: 'openai',
-    LARDER_OPENAI_EMBEDDING_BASE_URL: server.baseUrl,
-    LARDER_OPENAI_EMBEDDING_MODEL: MODEL,
-    LARDER_OPENAI_EMBEDDING_DIMENSIONS: String(DIMENSIONS),
-    LARDER_OPENAI_EMBEDDING_API_KEY: 'larder-bench-local',
-  });
+  const config = benchConfig(server.baseUrl);
   const logger = createLogger(config);
   // Migrates, then serves the measurement and the clean-up; ingestion has its own runtime with workers.
   const runtime = await openRuntime(config, logger, { migrate: true, jobs: 'none', redis: false });
@@ -618,9 +636,12 @@ async function main() {
   }
 }
 
-try {
-  await main();
-} catch (error) {
-  log(`search-latency: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}`);
-  process.exitCode = 1;
+// Run as a script only (the bench suites import the functions above).
+if (process.argv[1] && import.meta.url === pathToFileURL(path.resolve(process.argv[1])).href) {
+  try {
+    await main();
+  } catch (error) {
+    log(`search-latency: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}`);
+    process.exitCode = 1;
+  }
 }

@@ -162,3 +162,14 @@ export async function serverInfo(db: Db): Promise<{ postgres: string; pgvector: 
   `.execute(db);
   return rows[0] ?? { postgres: 'unknown', pgvector: null };
 }
+
+/**
+ * Deletes a bench workspace (cascading to its collections, chunks and postings) without the
+ * statement timeout: a 10k-chunk collection's cascade takes longer than the default 30 s.
+ */
+export async function dropWorkspace(db: Db, workspaceId: string): Promise<void> {
+  await db.transaction().execute(async (trx) => {
+    await sql`set local statement_timeout = 0`.execute(trx);
+    await trx.deleteFrom('workspaces').where('id', '=', workspaceId).execute();
+  });
+}
