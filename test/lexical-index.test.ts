@@ -1,12 +1,14 @@
 /**
- * The lexical index (postings in chunk_terms, N and total length in collection_stats) stays exactly
- * what a from-scratch recomputation over the searchable chunks gives, through everything that changes
- * a collection: concurrent adds processed by several workers, new versions, re-processing, failure,
- * document and collection deletion. Both drivers, through the API and the real job pipeline.
+ * The lexical index (postings lists in lexical_postings, chunk numbering in lexical_ranges, N and total
+ * length in collection_stats) stays exactly what a from-scratch recomputation over the searchable
+ * chunks gives, through everything that changes a collection: concurrent adds processed by several
+ * workers, new versions, re-processing, failure, document and collection deletion, and compaction.
+ * Both drivers, through the API and the real job pipeline.
  */
 import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseTsvector, ReferenceBm25 } from '../src/modules/search/eval/reference-bm25.js';
+import { compactCollection } from '../src/modules/search/compaction.js';
 import { SearchService } from '../src/modules/search/service.js';
 import type { WorkspaceContext } from '../src/platform/auth/access.js';
 import type { Permission } from '../src/platform/auth/permissions.js';
@@ -33,34 +35,152 @@ function text(seed: number, words = 60): string {
   return `${out.join(' ')}. Note ${seed}: unique${seed}word.`;
 }
 
-/** Differences between the maintained index and a recomputation from the searchable chunks. */
-async function indexDrift(db: Db) {
-  const { rows: postings } = await sql<{ missing: number; extra: number; total: number }>`
-    with expected as (
-      select c.workspace_id, c.collection_id, l.lexeme, c.id as chunk_id,
-             greatest(cardinality(l.positions), 1) as tf, c.lexeme_count as length
-      from chunks c join documents d on d.id = c.document_id cross join lateral unnest(c.tsv) l
-      where d.status in ('searchable', 'ready') and d.deleted_at is null
-    ),
-    actual as (select workspace_id, collection_id, lexeme, chunk_id, tf, length from chunk_terms)
-    select (select count(*)::int from (select * from expected except all select * from actual) x) as missing,
-           (select count(*)::int from (select * from actual except all select * from expected) x) as extra,
-           (select count(*)::int from expected) as total`.execute(db);
-  const { rows: stats } = await sql<{ collection_id: string; expected: string; actual: string }>`
-    with expected as (
-      select c.collection_id, count(*)::bigint as n, sum(c.lexeme_count)::bigint as total
-      from chunks c join documents d on d.id = c.document_id
-      where d.status in ('searchable', 'ready') and d.deleted_at is null group by c.collection_id
-    )
-    select coalesce(e.collection_id, s.collection_id) as collection_id,
-           coalesce(e.n, 0) || '/' || coalesce(e.total, 0) as expected,
-           coalesce(s.chunk_count, 0) || '/' || coalesce(s.total_length, 0) as actual
-    from expected e full join collection_stats s on s.collection_id = e.collection_id`.execute(db);
-  return {
-    postings: postings[0],
-    stats: stats.filter((s) => s.expected !== s.actual),
-    collections: stats.length,
-  };
+interface Drift {
+  /** Postings a recomputation has and the index has not, and the reverse (live postings only). */
+  missing: string[];
+  extra: string[];
+  total: number;
+  /** Postings of dead ranges still in lists (hidden from search until compaction purges them). */
+  dead: number;
+  /** Inconsistencies of ranges, lists and statistics. */
+  problems: string[];
+  collections: number;
+}
+
+/**
+ * Differences between the maintained index and a recomputation from the searchable chunks, in one
+ * snapshot: every live posting decoded from the lists and mapped back to its chunk through the ranges.
+ */
+async function indexDrift(db: Db): Promise<Drift> {
+  return db
+    .transaction()
+    .setIsolationLevel('repeatable read')
+    .execute(async (trx) => {
+      const { rows: expectedRows } = await sql<{ key: string }>`
+        select c.collection_id || '|' || l.lexeme || '|' || c.id || '|' || greatest(cardinality(l.positions), 1)
+               || '|' || c.lexeme_count as key
+        from chunks c join documents d on d.id = c.document_id cross join lateral unnest(c.tsv) l
+        where d.status in ('searchable', 'ready') and d.deleted_at is null`.execute(trx);
+      const { rows: ranges } = await sql<{
+        collection_id: string;
+        workspace_id: string;
+        base: number;
+        chunk_count: number;
+        document_id: string;
+        live: boolean;
+      }>`select collection_id, workspace_id, base::int as base, chunk_count, document_id, live
+         from lexical_ranges order by collection_id, base`.execute(trx);
+      const { rows: lists } = await sql<{
+        collection_id: string;
+        workspace_id: string;
+        lexeme: string;
+        postings: number;
+        first_seq: number;
+        last_seq: number;
+        data: Uint8Array;
+      }>`select collection_id, workspace_id, lexeme, postings, first_seq, last_seq, data from lexical_postings`.execute(
+        trx,
+      );
+      const { rows: chunks } = await sql<{ id: string; document_id: string; ordinal: number }>`
+        select id, document_id, ordinal from chunks`.execute(trx);
+      const { rows: searchable } = await sql<{ id: string; collection_id: string; n: number }>`
+        select d.id, d.collection_id, count(c.id)::int as n from documents d join chunks c on c.document_id = d.id
+        where d.status in ('searchable', 'ready') and d.deleted_at is null group by d.id`.execute(trx);
+      const { rows: stats } = await sql<{
+        collection_id: string;
+        expected: string;
+        actual: string;
+        next_seq: number;
+      }>`
+        with expected as (
+          select c.collection_id, count(*)::bigint as n, sum(c.lexeme_count)::bigint as total
+          from chunks c join documents d on d.id = c.document_id
+          where d.status in ('searchable', 'ready') and d.deleted_at is null group by c.collection_id
+        )
+        select coalesce(e.collection_id, s.collection_id) as collection_id,
+               coalesce(e.n, 0) || '/' || coalesce(e.total, 0) as expected,
+               coalesce(s.chunk_count, 0) || '/' || coalesce(s.total_length, 0) as actual,
+               coalesce(s.next_seq, 0)::int as next_seq
+        from expected e full join collection_stats s on s.collection_id = e.collection_id`.execute(trx);
+
+      const problems: string[] = [];
+      for (const s of stats) if (s.expected !== s.actual) problems.push(`stats of ${s.collection_id}`);
+      const chunkAt = new Map(chunks.map((c) => [`${c.document_id}|${c.ordinal}`, c.id]));
+      // Exactly one live range per searchable document, as long as its chunks.
+      const liveRanges = ranges.filter((r) => r.live);
+      const expectedRanges = searchable.map((d) => `${d.collection_id}|${d.id}|${d.n}`).sort();
+      const actualRanges = liveRanges
+        .map((r) => `${r.collection_id}|${r.document_id}|${r.chunk_count}`)
+        .sort();
+      if (JSON.stringify(expectedRanges) !== JSON.stringify(actualRanges)) problems.push('live ranges');
+      const byCollection = new Map<string, typeof ranges>();
+      for (const r of ranges)
+        byCollection.set(r.collection_id, [...(byCollection.get(r.collection_id) ?? []), r]);
+      for (const [collection, own] of byCollection) {
+        own.forEach((r, i) => {
+          const next = own[i + 1];
+          if (next && r.base + r.chunk_count > next.base)
+            problems.push(`overlapping ranges in ${collection}`);
+        });
+        const last = own.at(-1);
+        const nextSeq = stats.find((s) => s.collection_id === collection)?.next_seq ?? 0;
+        if (last && last.base + last.chunk_count > nextSeq) problems.push(`numbering of ${collection}`);
+      }
+      const rangeOf = (collection: string, seq: number) =>
+        byCollection.get(collection)?.find((r) => seq >= r.base && seq < r.base + r.chunk_count);
+
+      const actual: string[] = [];
+      let dead = 0;
+      for (const list of lists) {
+        if (list.data.byteLength !== 8 * list.postings) problems.push(`size of a list of ${list.lexeme}`);
+        const view = new DataView(list.data.buffer, list.data.byteOffset, list.data.byteLength);
+        let first = Infinity;
+        let last = -Infinity;
+        for (let at = 0; at < list.data.byteLength; at += 8) {
+          const seq = view.getInt32(at);
+          first = Math.min(first, seq);
+          last = Math.max(last, seq);
+          const range = rangeOf(list.collection_id, seq);
+          if (!range) {
+            problems.push(`posting ${seq} of ${list.lexeme} outside every range`);
+            continue;
+          }
+          if (range.workspace_id !== list.workspace_id)
+            problems.push(`workspace of a list of ${list.lexeme}`);
+          if (!range.live) {
+            dead++;
+            continue;
+          }
+          const chunk = chunkAt.get(`${range.document_id}|${seq - range.base}`);
+          actual.push(
+            `${list.collection_id}|${list.lexeme}|${chunk}|${view.getInt16(at + 4)}|${view.getInt16(at + 6)}`,
+          );
+        }
+        if (first !== list.first_seq || last !== list.last_seq)
+          problems.push(`bounds of a list of ${list.lexeme}`);
+      }
+      const expected = expectedRows.map((r) => r.key);
+      return {
+        ...multisetDifference(expected, actual),
+        total: expected.length,
+        dead,
+        problems,
+        collections: stats.length,
+      };
+    });
+}
+
+function multisetDifference(expected: string[], actual: string[]) {
+  const counts = new Map<string, number>();
+  for (const key of expected) counts.set(key, (counts.get(key) ?? 0) + 1);
+  const extra: string[] = [];
+  for (const key of actual) {
+    const n = counts.get(key) ?? 0;
+    if (n === 0) extra.push(key);
+    else counts.set(key, n - 1);
+  }
+  const missing = [...counts].flatMap(([key, n]) => Array.from({ length: n }, () => key));
+  return { missing, extra };
 }
 
 describe.each(drivers())('lexical index (%s)', (driver) => {
@@ -77,9 +197,10 @@ describe.each(drivers())('lexical index (%s)', (driver) => {
   };
   const expectExact = async () => {
     const drift = await indexDrift(t.db.database.db);
-    expect(drift.postings?.total, 'the check is not vacuous').toBeGreaterThan(0);
-    expect(drift.postings).toMatchObject({ missing: 0, extra: 0 });
-    expect(drift.stats).toEqual([]);
+    expect(drift.total, 'the check is not vacuous').toBeGreaterThan(0);
+    expect(drift.missing).toEqual([]);
+    expect(drift.extra).toEqual([]);
+    expect(drift.problems).toEqual([]);
     return drift;
   };
 
@@ -166,55 +287,86 @@ describe.each(drivers())('lexical index (%s)', (driver) => {
     });
   });
 
-  it('prunes with MaxScore to exactly the full plan’s results', async () => {
+  it('compacts to the same rankings: deleted postings purged, new lists merged by size tier', async () => {
     const db = t.db.database.db;
     const ws: WorkspaceContext = {
       id: owner.workspaceId,
       role: 'owner',
       permissions: new Set<Permission>(['search']),
     };
-    const full = new SearchService(db, undefined);
-    // Every query with several terms tries the pruned plan: one essential term, few completions.
-    const pruned = new SearchService(db, undefined, {
-      lexical: { pruneAbove: 0, commonBoundShare: 10, minCommonPostings: 0, completed: 3 },
-    });
-    const plans: string[] = [];
+    const service = new SearchService(db, undefined);
     const queries = [
       'apple pear plum',
       'apple cider unique7word',
       'orchard winter harvest honey',
-      'bee hive unique11word apple',
-      'apple',
+      'bee hive',
     ];
-    for (const query of queries) {
-      for (const k of [1, 3, 10]) {
-        const request = { query, collections: [collectionId], mode: 'lexical' as const, k, candidates: k };
-        const expected = await full.search(ws, request);
-        const actual = await pruned.search(ws, request);
-        plans.push(...actual.lexicalPlans);
-        expect(
-          actual.hits.map((h) => h.chunkId),
-          `${query} k=${k}`,
-        ).toEqual(expected.hits.map((h) => h.chunkId));
-        // The same sums, added in another order.
-        actual.hits.forEach((h, i) => {
-          expect(h.scores.lexical).toBeCloseTo(expected.hits[i]?.scores.lexical ?? NaN, 12);
-        });
-      }
-    }
-    // Both plans were exercised: pruning answered some queries, others fell back to the full plan.
-    expect(plans).toContain('pruned');
-    expect(plans).toContain('full');
-    // The rare term decides the top: the pruned plan answers without falling back.
-    const top = await pruned.search(ws, {
-      query: 'apple cider unique7word',
+    const rank = () =>
+      Promise.all(
+        queries.map((query) =>
+          service.search(ws, { query, collections: [collectionId], mode: 'lexical', k: 10 }),
+        ),
+      );
+    const listsOf = async (lexeme: string) =>
+      (
+        await sql<{ n: number }>`select count(*)::int as n from lexical_postings
+                                 where collection_id = ${collectionId} and lexeme = ${lexeme}`.execute(db)
+      ).rows[0]?.n;
+    // A deletion just now: its postings are hidden from search but still in the lists.
+    const list = await t.app.inject({
+      method: 'GET',
+      url: `/v1/collections/${collectionId}/documents?limit=100`,
+      headers: authHeaders(owner),
+    });
+    const d6 = list.json<{ data: DocumentBody[] }>().data.find((d) => d.externalId === 'd6');
+    expect((await call('DELETE', `/v1/documents/${d6?.id}`)).statusCode).toBe(204);
+    expect(await listsOf('unique6word')).toBe(1);
+    const hidden = await service.search(ws, {
+      query: 'unique6word',
       collections: [collectionId],
       mode: 'lexical',
-      k: 1,
-      candidates: 1,
+      k: 5,
     });
-    expect(top.lexicalPlans).toEqual(['pruned']);
-    expect(top.hits[0]?.text).toContain('unique7word');
+    expect(hidden.hits).toEqual([]);
+    const before = await rank();
+    expect((await indexDrift(db)).dead).toBeGreaterThan(0);
+
+    const result = await compactCollection(db, owner.workspaceId, collectionId, { fanIn: 2 });
+    expect(result.rangesPurged).toBeGreaterThan(0);
+    expect(result.postingsPurged).toBeGreaterThan(0);
+
+    const drift = await expectExact();
+    expect(drift.dead).toBe(0);
+    expect(await listsOf('unique6word')).toBe(0);
+    const { rows: leftover } = await sql<{ dead: number; unmerged: number }>`
+      select (select count(*)::int from lexical_ranges where collection_id = ${collectionId} and not live) as dead,
+             (select count(*)::int from lexical_postings where collection_id = ${collectionId} and not merged) as unmerged
+    `.execute(db);
+    expect(leftover[0]).toEqual({ dead: 0, unmerged: 0 });
+    // Size tiers: fewer than fanIn (2) lists per lexeme and tier ⌊log₄ postings⌋.
+    const { rows: crowded } = await sql<{ lexeme: string }>`
+      select lexeme from lexical_postings where collection_id = ${collectionId}
+      group by lexeme, floor(log(4, postings)) having count(*) >= 2`.execute(db);
+    expect(crowded).toEqual([]);
+    const { rows: counts } = await sql<{ lists: number; lexemes: number }>`
+      select count(*)::int as lists, count(distinct lexeme)::int as lexemes
+      from lexical_postings where collection_id = ${collectionId}`.execute(db);
+    expect(counts[0]?.lists).toBeLessThan(2 * (counts[0]?.lexemes ?? 0));
+
+    // The same rankings, to the last bit of the scores (the same sums, maybe in another order).
+    const after = await rank();
+    after.forEach((result, i) => {
+      expect(result.hits.length).toBeGreaterThan(0);
+      expect(result.hits.map((h) => h.chunkId)).toEqual(before[i]?.hits.map((h) => h.chunkId));
+      result.hits.forEach((h, j) => {
+        expect(h.scores.lexical).toBeCloseTo(before[i]?.hits[j]?.scores.lexical ?? NaN, 12);
+      });
+    });
+    // Nothing left to do: a second run changes nothing.
+    expect(await compactCollection(db, owner.workspaceId, collectionId, { fanIn: 2 })).toMatchObject({
+      rangesPurged: 0,
+      listsWritten: 0,
+    });
   });
 
   it('matches after a collection is deleted', async () => {
@@ -223,7 +375,8 @@ describe.each(drivers())('lexical index (%s)', (driver) => {
     const drift = await expectExact();
     expect(drift.collections).toBe(1);
     const left = await sql<{ n: number }>`
-      select count(*)::int as n from chunk_terms where collection_id = ${otherCollectionId}`.execute(
+      select (select count(*)::int from lexical_postings where collection_id = ${otherCollectionId})
+           + (select count(*)::int from lexical_ranges where collection_id = ${otherCollectionId}) as n`.execute(
       t.db.database.db,
     );
     expect(left.rows[0]?.n).toBe(0);

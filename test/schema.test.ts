@@ -56,12 +56,9 @@ const TENANT_TABLES = [
   'review_items',
   'usage_events',
   'curated_answers',
+  'lexical_ranges',
+  'lexical_postings',
 ] as const;
-/**
- * workspace_id NOT NULL (row-level security) but no foreign key: rows written and removed only by the
- * lexical-index trigger on documents (0007), which a workspace's deletion fires for every document.
- */
-const TRIGGER_OWNED_TENANT_TABLES = ['chunk_terms'] as const;
 /** workspace_id is nullable by design (instance-level events), but still cascades and is indexed. */
 const NULLABLE_TENANT_TABLES = ['audit_log'] as const;
 /** No workspace_id by design: global accounts, the tenant itself, user sessions, SSO links. */
@@ -95,12 +92,7 @@ describe.each(drivers())('schema (%s)', (driver) => {
       const { rows } = await sql<{ tablename: string }>`
         select tablename from pg_tables where schemaname = 'public' order by tablename`.execute(db);
       const tables = rows.map((r) => r.tablename);
-      const expected = [
-        ...TENANT_TABLES,
-        ...TRIGGER_OWNED_TENANT_TABLES,
-        ...NULLABLE_TENANT_TABLES,
-        ...GLOBAL_TABLES,
-      ].sort();
+      const expected = [...TENANT_TABLES, ...NULLABLE_TENANT_TABLES, ...GLOBAL_TABLES].sort();
       expect(expected.length).toBeGreaterThanOrEqual(16);
       // A new table must be added to one of the lists above (and so be checked for workspace_id).
       expect(tables.filter((name) => !name.startsWith('larder_migration'))).toEqual(expected);
@@ -143,10 +135,6 @@ describe.each(drivers())('schema (%s)', (driver) => {
       const expected = Object.fromEntries<Facts>([
         ...TENANT_TABLES.map((tbl): [string, Facts] => [tbl, facts(true)]),
         ...NULLABLE_TENANT_TABLES.map((tbl): [string, Facts] => [tbl, facts(false)]),
-        ...TRIGGER_OWNED_TENANT_TABLES.map((tbl): [string, Facts] => [
-          tbl,
-          { notNull: true, indexed: false, cascades: false },
-        ]),
       ]);
       expect(actual).toEqual(expected);
       for (const global of GLOBAL_TABLES) expect(actual).not.toHaveProperty(global);
@@ -571,11 +559,11 @@ describe.each(drivers())('schema (%s)', (driver) => {
 
       await db.deleteFrom('workspaces').where('id', '=', doomed.workspaceId).execute();
 
-      for (const table of [...TENANT_TABLES, ...TRIGGER_OWNED_TENANT_TABLES, ...NULLABLE_TENANT_TABLES]) {
+      for (const table of [...TENANT_TABLES, ...NULLABLE_TENANT_TABLES]) {
         expect(await countWhere(db, table, 'workspace_id', doomed.workspaceId), table).toBe(0);
       }
-      // "wash", "hand", "servic": one posting per distinct lexeme.
-      expect(await countWhere(db, 'chunk_terms', 'workspace_id', kept.workspaceId)).toBe(3);
+      // "wash", "hand", "servic": one postings list per distinct lexeme.
+      expect(await countWhere(db, 'lexical_postings', 'workspace_id', kept.workspaceId)).toBe(3);
       for (const table of [
         'memberships',
         'collections',

@@ -32,6 +32,7 @@ import { withTenant } from '../../platform/db/tenant.js';
 import type { JobContext } from '../../platform/jobs/define.js';
 import { DEFAULT_CHUNKING, type ChunkingSettings } from '../collections/service.js';
 import { embedDocumentJob } from './jobs.js';
+import { requestCompaction } from '../search/jobs.js';
 
 type Trx = Transaction<DB>;
 
@@ -264,6 +265,12 @@ export async function ingestDocument(payload: DocumentJobPayload, ctx: JobContex
     });
     if (!written) return { skipped: 'stale' };
     await setStatus(ctx, payload, doc.collection_id, written.status);
+    // Merge the new postings lists soon; a lost request is caught by the periodic sweep.
+    await requestCompaction(ctx.queue, { workspaceId: ws, collectionId: doc.collection_id }).catch(
+      (error: unknown) => {
+        ctx.log.warn({ err: error }, 'could not request a lexical compaction');
+      },
+    );
     return written;
   } catch (error) {
     if (error instanceof ParseError) {

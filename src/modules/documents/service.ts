@@ -39,6 +39,7 @@ import { sniff } from '../../ai/parsing/sniff.js';
 import { type AuditContext, recordAudit, SYSTEM_AUDIT } from '../audit/service.js';
 import { ingestDocumentJob } from './jobs.js';
 import { spool, type SpooledFile } from './spool.js';
+import { requestCompaction } from '../search/jobs.js';
 
 export const DOCUMENT_COLUMNS = [
   'id',
@@ -514,7 +515,7 @@ export class DocumentService {
    */
   async delete(ws: WorkspaceContext, id: string, audit: AuditContext = SYSTEM_AUDIT): Promise<void> {
     assertPermission(ws, 'documents:write');
-    await withTenant(this.db, ws.id, async (trx) => {
+    const deleted = await withTenant(this.db, ws.id, async (trx) => {
       const row = await trx
         .deleteFrom('documents')
         .where('workspace_id', '=', ws.id)
@@ -530,7 +531,13 @@ export class DocumentService {
         target: { type: 'document', id },
         data: { collectionId: row.collection_id, title: row.title },
       });
+      return row;
     });
+    // Purge its postings from the lexical index soon (search already skips them).
+    if (this.jobs)
+      await requestCompaction(this.jobs, { workspaceId: ws.id, collectionId: deleted.collection_id }).catch(
+        () => undefined,
+      );
   }
 
   /** Queues the document to be parsed, chunked and embedded again (e.g. after a parser upgrade). */

@@ -25,13 +25,7 @@ import { withTenant } from '../../platform/db/tenant.js';
 import { AppError } from '../../platform/errors.js';
 import { visibleCollection } from '../../platform/auth/collection-access.js';
 import { DEFAULT_FUSION, type FusionOptions, fuse } from './fusion.js';
-import {
-  DocumentFrequencyCache,
-  type LexicalOptions,
-  type LexicalPlan,
-  lexicalRanking,
-  type Ranked,
-} from './lexical.js';
+import { type LexicalWork, lexicalRanking, type Ranked } from './lexical.js';
 import { type CacheOutcome, QueryVectorCache } from './query-vectors.js';
 
 type Trx = Transaction<DB>;
@@ -89,8 +83,8 @@ export interface SearchResult {
   mode: SearchMode;
   /** Where the query vector came from (null: none was needed). */
   queryVectorCache: CacheOutcome | null;
-  /** How each collection's BM25 list was computed (lexical and hybrid modes). */
-  lexicalPlans: LexicalPlan[];
+  /** What each collection's lexical ranking read (lists, postings), in collection order. */
+  lexicalWork: LexicalWork[];
   /** The offset of the next page, or null when this is the last one. */
   nextOffset: number | null;
 }
@@ -190,15 +184,11 @@ export interface SearchServiceOptions {
   queryVectors?: QueryVectorCache | undefined;
   /** Collections with fewer searchable chunks get an exact vector scan: exact and as fast. */
   exactBelow?: number | undefined;
-  /** Lexical pruning thresholds (tests force the pruned plan with these). */
-  lexical?: LexicalOptions | undefined;
 }
 
 export class SearchService {
   readonly #queryVectors: QueryVectorCache;
   readonly #exactBelow: number;
-  readonly #documentFrequencies = new DocumentFrequencyCache();
-  readonly #lexical: LexicalOptions | undefined;
 
   constructor(
     private readonly db: Db,
@@ -207,7 +197,6 @@ export class SearchService {
   ) {
     this.#queryVectors = options.queryVectors ?? new QueryVectorCache();
     this.#exactBelow = options.exactBelow ?? DEFAULT_EXACT_BELOW;
-    this.#lexical = options.lexical;
   }
 
   async search(ws: WorkspaceContext, request: SearchRequest): Promise<SearchResult> {
@@ -283,19 +272,17 @@ export class SearchService {
       ws.id,
       async (trx) => {
         const lexical: Ranked[][] = [];
-        const lexicalPlans: LexicalPlan[] = [];
+        const lexicalWork: LexicalWork[] = [];
         const vector: Ranked[][] = [];
         for (const c of collections) {
           if (request.mode !== 'vector') {
-            const { ranked, plan } = await lexicalRanking(trx, c, request.query, candidates, {
-              cache: this.#documentFrequencies,
-              tuning: this.#lexical,
+            const { ranked, work } = await lexicalRanking(trx, c, request.query, candidates, {
               documentFilter: hasDocumentFilter(request.filters)
                 ? documentFilter(request.filters)
                 : undefined,
             });
             lexical.push(ranked);
-            lexicalPlans.push(plan);
+            lexicalWork.push(work);
           }
           const v = vectors.get(modelKey(c));
           if (request.mode !== 'lexical' && v)
@@ -314,7 +301,7 @@ export class SearchService {
         const result = {
           mode: request.mode,
           queryVectorCache,
-          lexicalPlans,
+          lexicalWork,
           // Another page exists when the ranking goes on and the depth limit allows one more result.
           nextOffset: ranked.length > depth && depth < MAX_SEARCH_DEPTH ? depth : null,
         };

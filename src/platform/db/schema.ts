@@ -326,13 +326,31 @@ export interface EmbeddingCacheTable {
 // 0007_lexical_index: written only by the trigger on documents (searchable chunks only)
 
 /** BM25 postings: one row per (chunk, distinct lexeme). */
-export interface ChunkTermsTable {
+/**
+ * A document's range of chunk sequence numbers in its collection's lexical index (0011): chunk
+ * `ordinal` n is number base + n. Dead ranges (the document left the index) wait for compaction.
+ */
+export interface LexicalRangesTable {
+  workspace_id: string;
+  collection_id: string;
+  base: ColumnType<string, never, never>;
+  chunk_count: ColumnType<number, never, never>;
+  document_id: ColumnType<string, never, never>;
+  live: ColumnType<boolean, never, boolean>;
+  lexemes: ColumnType<string[] | null, never, string[] | null>;
+}
+
+/** One postings list: 8 bytes per posting (sequence number int4, tf int2, length int2), big-endian. */
+export interface LexicalPostingsTable {
+  id: ColumnType<string, never, never>;
   workspace_id: string;
   collection_id: string;
   lexeme: string;
-  chunk_id: string;
-  tf: number;
-  length: number;
+  postings: number;
+  first_seq: number;
+  last_seq: number;
+  merged: Generated<boolean>;
+  data: Uint8Array;
 }
 
 /** N and total length of the searchable chunks, per collection. */
@@ -345,6 +363,8 @@ export interface CollectionStatsTable {
   version: ColumnType<string, never, never>;
   /** +1 when a searchable document enters or leaves 'ready' (0009) */
   vectors_version: ColumnType<string, never, never>;
+  /** Chunk sequence numbers handed out so far (0011) */
+  next_seq: ColumnType<string, never, never>;
   updated_at: GeneratedTimestamp;
 }
 
@@ -487,7 +507,8 @@ export interface DB {
   chunks: ChunksTable;
   chunk_embeddings: ChunkEmbeddingsTable;
   embedding_cache: EmbeddingCacheTable;
-  chunk_terms: ChunkTermsTable;
+  lexical_ranges: LexicalRangesTable;
+  lexical_postings: LexicalPostingsTable;
   collection_stats: CollectionStatsTable;
   conversations: ConversationsTable;
   messages: MessagesTable;

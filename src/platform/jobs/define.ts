@@ -58,6 +58,11 @@ export interface JobDefinition<S extends TSchema = TSchema> {
   retry: RetryPolicy;
   /** A running job is failed (and retried) after this long. */
   expireInSeconds: number;
+  /**
+   * pg-boss queue policy (default `standard`). `stately`: at most one job waiting and one running per
+   * singleton key; sending another while one waits is a no-op (returns null).
+   */
+  policy?: 'standard' | 'stately';
   /** Optional cron expression (UTC): the job is enqueued on this schedule by the worker. */
   schedule?: string;
   /**

@@ -107,6 +107,7 @@ export class JobQueue {
         retryDelay: def.retry.delaySeconds,
         retryBackoff: def.retry.backoff,
         expireInSeconds: this.expireInSeconds(def),
+        ...(def.policy === undefined ? {} : { policy: def.policy }),
         ...(def.deadLetter === undefined ? {} : { deadLetter: def.deadLetter }),
       };
       await retryDeadlocks(() => this.#boss.createQueue(def.name, { name: def.name, ...policy }));
