@@ -60,7 +60,9 @@ create table lexical_postings (
   constraint lexical_postings_size check (postings > 0 and length(data) = 8 * postings)
 );
 create index lexical_postings_lookup_idx on lexical_postings (collection_id, lexeme);
-create index lexical_postings_unmerged_idx on lexical_postings (collection_id) where not merged;
+-- The lists compaction has yet to merge, walked in lexeme order (a batch never rescans what the
+-- previous ones deleted).
+create index lexical_postings_unmerged_idx on lexical_postings (collection_id, lexeme) where not merged;
 create index lexical_postings_workspace_id_idx on lexical_postings (workspace_id);
 -- Lists are read whole and are mostly incompressible integers: store large ones out of line,
 -- uncompressed (no compression work on write, none on read).

@@ -15,7 +15,8 @@ export async function indexTables(db: Db): Promise<string[]> {
   const { rows } = await sql<{ name: string }>`
     select tablename as name from pg_tables
     where schemaname = current_schema()
-      and (tablename in ('chunks', 'chunk_embeddings') or tablename like 'chunk\\_%' or tablename like 'collection\\_%')
+      and (tablename in ('chunks', 'chunk_embeddings') or tablename like 'chunk\\_%' or tablename like 'collection\\_%'
+           or tablename like 'lexical\\_%')
     order by tablename = 'chunks' desc, tablename = 'chunk_embeddings' desc, tablename
   `.execute(db);
   return rows.map((r) => r.name);

@@ -70,6 +70,8 @@ export async function compactCollection(
     listsMerged: 0,
     more: false,
   };
+  // Lexemes are merged in order; each batch starts after the last one's (see mergeBatch).
+  let after = '';
   for (let batch = 0; ; batch++) {
     if (batch >= o.maxBatches || options.signal?.aborted) {
       result.more = true;
@@ -83,8 +85,9 @@ export async function compactCollection(
         result.postingsPurged += purged.postings;
         return false;
       }
-      const merged = await mergeBatch(trx, workspaceId, collectionId, o);
+      const merged = await mergeBatch(trx, workspaceId, collectionId, after, o);
       if (!merged) return true;
+      after = merged.last;
       result.listsWritten += merged.written;
       result.listsMerged += merged.replaced;
       return false;
@@ -180,16 +183,22 @@ interface ListInfo {
   merged: boolean;
 }
 
-/** Merges the lists of lexemes that received new ones; null when no lexeme did. */
+/**
+ * Merges the lists of the next lexemes (after `after`, in order) that received new ones; null when no
+ * lexeme did. Walking in order matters: the index of unmerged lists keeps entries for the lists merged
+ * away until vacuum, and starting every batch from the beginning would step over all of them again.
+ */
 async function mergeBatch(
   trx: Trx,
   workspaceId: string,
   collectionId: string,
+  after: string,
   o: CompactionOptions,
-): Promise<{ written: number; replaced: number } | null> {
+): Promise<{ written: number; replaced: number; last: string } | null> {
   const { rows: fresh } = await sql<{ lexeme: string }>`
     select distinct lexeme from lexical_postings
-    where collection_id = ${collectionId}::uuid and not merged
+    where collection_id = ${collectionId}::uuid and not merged and lexeme > ${after}
+    order by lexeme
     limit ${o.lexemesPerBatch}`.execute(trx);
   if (fresh.length === 0) return null;
   const { rows: lists } = await sql<ListInfo>`
@@ -227,7 +236,7 @@ async function mergeBatch(
     select ${workspaceId}::uuid, ${collectionId}::uuid, min(lexeme), sum(postings), min(first_seq), max(last_seq),
            true, string_agg(data, ''::bytea order by first_seq)
     from gone group by grp`.execute(trx);
-  return { written: group, replaced: ids.length };
+  return { written: group, replaced: ids.length, last: fresh.at(-1)?.lexeme ?? after };
 }
 
 const tier = (postings: number) => Math.floor(Math.log2(Math.max(postings, 1)) / 2);

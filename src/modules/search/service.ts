@@ -267,60 +267,79 @@ export class SearchService {
         });
     }
 
-    return withTenant(
-      this.db,
-      ws.id,
-      async (trx) => {
-        const lexical: Ranked[][] = [];
-        const lexicalWork: LexicalWork[] = [];
-        const vector: Ranked[][] = [];
-        for (const c of collections) {
-          if (request.mode !== 'vector') {
-            const { ranked, work } = await lexicalRanking(trx, c, request.query, candidates, {
-              documentFilter: hasDocumentFilter(request.filters)
-                ? documentFilter(request.filters)
-                : undefined,
-            });
-            lexical.push(ranked);
-            lexicalWork.push(work);
-          }
-          const v = vectors.get(modelKey(c));
-          if (request.mode !== 'lexical' && v)
-            vector.push(
-              await vectorRanking(trx, c, v, request.filters, candidates, {
-                efSearch: request.efSearch ?? Math.max(2 * candidates, 40),
-                exact: request.exact ?? exactScan(c.chunk_count, c.index_rows, this.#exactBelow),
-              }),
-            );
-        }
-        // Several collections: each list is already best-first; merge by score within a kind.
-        const lexicalList = mergeByScore(lexical).slice(0, candidates);
-        const vectorList = mergeByScore(vector).slice(0, candidates);
-        const ranked = fuse(lexicalList, vectorList, fusion);
-        const top = ranked.slice(offset, depth);
-        const result = {
-          mode: request.mode,
-          queryVectorCache,
-          lexicalWork,
-          // Another page exists when the ranking goes on and the depth limit allows one more result.
-          nextOffset: ranked.length > depth && depth < MAX_SEARCH_DEPTH ? depth : null,
-        };
-        if (top.length === 0) return { ...result, hits: [] };
-        const ids = top.map((item) => item.id);
-        const { rows } = await sql<{
-          id: string;
-          document_id: string;
-          collection_id: string;
-          title: string;
-          external_id: string | null;
-          text: string;
-          snippet: string;
-          heading_path: string[];
-          page: number | null;
-          page_end: number | null;
-          char_start: number;
-          char_end: number;
-        }>`
+    // The two lists are computed at the same time, each in its own snapshot (on PGlite, which has one
+    // connection, one after the other). BM25's statistics and postings must agree with each other, not
+    // with the vectors; a chunk deleted meanwhile is simply missing when the hits are read.
+    const documentCondition = hasDocumentFilter(request.filters)
+      ? documentFilter(request.filters)
+      : undefined;
+    const lexicalWork: LexicalWork[] = [];
+    const [lexical, vector] = await Promise.all([
+      request.mode === 'vector'
+        ? []
+        : withTenant(
+            this.db,
+            ws.id,
+            async (trx) => {
+              const lists: Ranked[][] = [];
+              for (const c of collections) {
+                const { ranked, work } = await lexicalRanking(trx, c, request.query, candidates, {
+                  documentFilter: documentCondition,
+                });
+                lists.push(ranked);
+                lexicalWork.push(work);
+              }
+              return lists;
+            },
+            { snapshot: true },
+          ),
+      request.mode === 'lexical' || vectors.size === 0
+        ? []
+        : withTenant(this.db, ws.id, async (trx) => {
+            const lists: Ranked[][] = [];
+            for (const c of collections) {
+              const v = vectors.get(modelKey(c));
+              if (v)
+                lists.push(
+                  await vectorRanking(trx, c, v, request.filters, candidates, {
+                    efSearch: request.efSearch ?? Math.max(2 * candidates, 40),
+                    exact: request.exact ?? exactScan(c.chunk_count, c.index_rows, this.#exactBelow),
+                  }),
+                );
+            }
+            return lists;
+          }),
+    ]);
+
+    // Several collections: each list is already best-first; merge by score within a kind.
+    const lexicalList = mergeByScore(lexical).slice(0, candidates);
+    const vectorList = mergeByScore(vector).slice(0, candidates);
+    const ranked = fuse(lexicalList, vectorList, fusion);
+    const top = ranked.slice(offset, depth);
+    const result = {
+      mode: request.mode,
+      queryVectorCache,
+      lexicalWork,
+      // Another page exists when the ranking goes on and the depth limit allows one more result.
+      nextOffset: ranked.length > depth && depth < MAX_SEARCH_DEPTH ? depth : null,
+    };
+    if (top.length === 0) return { ...result, hits: [] };
+    const ids = top.map((item) => item.id);
+    return withTenant(this.db, ws.id, async (trx) => {
+      const { rows } = await sql<{
+        id: string;
+        document_id: string;
+        collection_id: string;
+        title: string;
+        external_id: string | null;
+        text: string;
+        snippet: string;
+        heading_path: string[];
+        page: number | null;
+        page_end: number | null;
+        char_start: number;
+        char_end: number;
+      }>`
         select c.id, c.document_id, c.collection_id, d.title, d.external_id, c.text, c.heading_path, c.page,
                c.page_end, c.char_start, c.char_end,
                ts_headline(col.text_search_config::regconfig, c.text,
@@ -329,43 +348,40 @@ export class SearchService {
         from chunks c join documents d on d.id = c.document_id join collections col on col.id = c.collection_id
         where c.id = any(${ids}::uuid[])
       `.execute(trx);
-        const byId = new Map(rows.map((r) => [r.id, r]));
-        const hits: SearchHit[] = [];
-        for (const s of top) {
-          const r = byId.get(s.id);
-          if (!r) continue;
-          hits.push({
-            chunkId: r.id,
-            documentId: r.document_id,
-            collectionId: r.collection_id,
-            documentTitle: r.title,
-            externalId: r.external_id,
-            text: r.text,
-            snippet: r.snippet,
-            headingPath: r.heading_path,
-            page: r.page,
-            pageEnd: r.page_end,
-            charStart: r.char_start,
-            charEnd: r.char_end,
-            scores: {
-              lexical: s.lexical?.score ?? null,
-              vector: s.vector?.score ?? null,
-              // One list alone: its own score (BM25, cosine) says more than an RRF value.
-              fused:
-                request.mode === 'lexical'
-                  ? (s.lexical?.score ?? 0)
-                  : request.mode === 'vector'
-                    ? (s.vector?.score ?? 0)
-                    : s.score,
-            },
-            ranks: { lexical: s.lexical?.rank ?? null, vector: s.vector?.rank ?? null },
-          });
-        }
-        return { ...result, hits };
-      },
-      // One snapshot: the lexical statistics, postings and vectors all describe the same state.
-      { snapshot: true },
-    );
+      const byId = new Map(rows.map((r) => [r.id, r]));
+      const hits: SearchHit[] = [];
+      for (const s of top) {
+        const r = byId.get(s.id);
+        if (!r) continue;
+        hits.push({
+          chunkId: r.id,
+          documentId: r.document_id,
+          collectionId: r.collection_id,
+          documentTitle: r.title,
+          externalId: r.external_id,
+          text: r.text,
+          snippet: r.snippet,
+          headingPath: r.heading_path,
+          page: r.page,
+          pageEnd: r.page_end,
+          charStart: r.char_start,
+          charEnd: r.char_end,
+          scores: {
+            lexical: s.lexical?.score ?? null,
+            vector: s.vector?.score ?? null,
+            // One list alone: its own score (BM25, cosine) says more than an RRF value.
+            fused:
+              request.mode === 'lexical'
+                ? (s.lexical?.score ?? 0)
+                : request.mode === 'vector'
+                  ? (s.vector?.score ?? 0)
+                  : s.score,
+          },
+          ranks: { lexical: s.lexical?.rank ?? null, vector: s.vector?.rank ?? null },
+        });
+      }
+      return { ...result, hits };
+    });
   }
 }
 
