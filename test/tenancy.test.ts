@@ -6,7 +6,7 @@
 import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Db } from '../src/platform/db/database.js';
-import { APP_ROLE, withTenant } from '../src/platform/db/tenant.js';
+import { APP_ROLE, tenantRead, withTenant } from '../src/platform/db/tenant.js';
 import { createTestDatabase, drivers, type TestDatabase } from './helpers/database.js';
 import {
   axisVector,
@@ -201,5 +201,114 @@ describe.each(drivers())('tenant isolation (%s)', (driver) => {
     await expect(withTenant(db, "x' or true --", () => Promise.resolve(1))).rejects.toThrow(
       /not a workspace id/,
     );
+  });
+
+  describe('tenantRead (one round trip in server mode)', () => {
+    /**
+     * Runs the probe on many connections at once, so that on a pool every connection (not only the
+     * most recently used one) is checked for a leftover role, workspace, read-only flag or transaction.
+     */
+    const noLeftovers = async () => {
+      const probes = await Promise.all(
+        Array.from({ length: 24 }, () =>
+          sql<{ role: string; ws: string | null; ro: string; open: boolean }>`
+            select current_user as role, nullif(current_setting('larder.workspace_id', true), '') as ws,
+                   current_setting('transaction_read_only') as ro,
+                   txid_current_if_assigned() is not null as open, pg_sleep(0.005)`
+            .execute(db)
+            .then((r) => r.rows[0]),
+        ),
+      );
+      for (const probe of probes) {
+        expect(probe?.role).not.toBe(APP_ROLE);
+        expect(probe).toMatchObject({ ws: null, ro: 'off', open: false });
+      }
+    };
+
+    it('runs as the application role with the workspace set and read-only, and only for its statements', async () => {
+      const [[inside]] = await tenantRead(db, a.workspaceId, (q) => [
+        q.selectNoFrom([
+          sql<string>`current_user`.as('role'),
+          sql<string>`larder_current_workspace()::text`.as('ws'),
+          sql<string>`current_setting('transaction_read_only')`.as('ro'),
+        ]),
+      ]);
+      expect(inside).toEqual({ role: APP_ROLE, ws: a.workspaceId, ro: 'on' });
+      await noLeftovers();
+    });
+
+    it('returns only the workspace’s rows, also for queries without a workspace filter, and batches statements', async () => {
+      for (const tenant of [a, b, a]) {
+        const [workspaces, documents, chunks] = await tenantRead(db, tenant.workspaceId, (q) => [
+          q.selectFrom('workspaces').select('id'),
+          q.selectFrom('documents').select(['workspace_id', 'title']),
+          q.selectFrom('chunks').select('workspace_id'),
+        ]);
+        expect(workspaces).toEqual([{ id: tenant.workspaceId }]);
+        expect(documents).toEqual([
+          { workspace_id: tenant.workspaceId, title: `doc of ${tenant.workspaceId}` },
+        ]);
+        expect(chunks.length).toBeGreaterThan(0);
+        expect(chunks.every((c) => c.workspace_id === tenant.workspaceId)).toBe(true);
+      }
+    });
+
+    it('keeps tenants apart under concurrency (the same prepared statements on shared connections)', async () => {
+      const reads = Array.from({ length: 60 }, (_, i) => (i % 2 === 0 ? a : b));
+      const results = await Promise.all(
+        reads.map((tenant) =>
+          tenantRead(db, tenant.workspaceId, (q) => [
+            q.selectFrom('documents').select('workspace_id').where('title', 'like', 'doc of %'),
+          ]).then(([rows]) => ({ tenant, rows })),
+        ),
+      );
+      for (const { tenant, rows } of results) expect(rows).toEqual([{ workspace_id: tenant.workspaceId }]);
+      await noLeftovers();
+    });
+
+    it('refuses writes, even hidden in a data-modifying CTE, and rolls them back', async () => {
+      const write = tenantRead(db, a.workspaceId, (q) => [
+        q
+          .with('gone', (w) =>
+            w.deleteFrom('audit_log').where('workspace_id', '=', a.workspaceId).returning('id'),
+          )
+          .selectFrom('gone')
+          .select('id'),
+      ]);
+      expect(await sqlState(write)).toBe('25006'); // read-only transaction
+      await expect(
+        tenantRead(db, a.workspaceId, (q) => [q.deleteFrom('audit_log') as never]),
+      ).rejects.toThrow(/not a read statement/);
+      await noLeftovers();
+    });
+
+    it('leaves the connection clean after a failed statement and keeps working (prepared statements)', async () => {
+      const failing = () =>
+        tenantRead(db, a.workspaceId, (q) => [
+          q.selectFrom('documents').select('id'),
+          q.selectNoFrom(sql<number>`1 / (select count(*) from documents where title = 'none')::int`.as('x')),
+        ]);
+      expect(await sqlState(failing())).toBe('22012'); // division by zero
+      expect(await sqlState(failing())).toBe('22012');
+      await noLeftovers();
+      const [docs] = await tenantRead(db, b.workspaceId, (q) => [
+        q.selectFrom('documents').select('workspace_id'),
+      ]);
+      expect(docs).toEqual([{ workspace_id: b.workspaceId }]);
+      // a statement that fails at Parse (unknown table), twice: its name is never taken as prepared
+      const missing = () =>
+        tenantRead(db, a.workspaceId, (q) => [
+          q.selectFrom(sql<{ x: number }>`no_such_table`.as('t')).selectAll(),
+        ]);
+      expect(await sqlState(missing())).toBe('42P01');
+      expect(await sqlState(missing())).toBe('42P01');
+      await noLeftovers();
+    });
+
+    it('rejects a malformed workspace id before touching the database', async () => {
+      await expect(
+        tenantRead(db, "x' or true --", (q) => [q.selectFrom('documents').select('id')]),
+      ).rejects.toThrow(/not a workspace id/);
+    });
   });
 });

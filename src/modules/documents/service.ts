@@ -23,13 +23,21 @@
  * collection the caller may not see answers exactly like a missing one (404).
  */
 import { createHash } from 'node:crypto';
-import { sql, type Transaction } from 'kysely';
+import { type QueryCreator, sql, type Transaction } from 'kysely';
 import { assertPermission, type WorkspaceContext } from '../../platform/auth/access.js';
-import { assertCollectionVisible, inVisibleCollection } from '../../platform/auth/collection-access.js';
+import {
+  allowlist,
+  assertCollectionVisible,
+  collectionNotFound,
+  inVisibleCollection,
+  templateWorkspace,
+  visibilityShape,
+  visibleCollectionQuery,
+} from '../../platform/auth/collection-access.js';
 import { afterPosition, cursorPosition, keysetPage, positionAt } from '../../platform/db/cursor.js';
 import type { Db } from '../../platform/db/database.js';
 import type { DB, DocumentStatus } from '../../platform/db/schema.js';
-import { withTenant } from '../../platform/db/tenant.js';
+import { ReadTemplate, tenantRead, withTenant } from '../../platform/db/tenant.js';
 import { AppError } from '../../platform/errors.js';
 import type { EventBus } from '../../platform/events/bus.js';
 import type { JobQueue } from '../../platform/jobs/queue.js';
@@ -123,6 +131,69 @@ export interface DocumentServiceOptions {
 type Trx = Transaction<DB>;
 
 const notFound = () => new AppError('not_found', { detail: 'No such document' });
+
+/** The live document, if its collection is visible to the caller. */
+function findDocument(q: QueryCreator<DB>, ws: WorkspaceContext, id: string) {
+  return q
+    .selectFrom('documents')
+    .select(DOCUMENT_COLUMNS)
+    .where('workspace_id', '=', ws.id)
+    .where('id', '=', id)
+    .where('deleted_at', 'is', null)
+    .where(inVisibleCollection(ws, 'documents.collection_id'));
+}
+
+/**
+ * GET by id is the hottest read: built and compiled once per visibility shape. Values: workspace id,
+ * document id, then the caller's allowlist; the caller's role (part of the shape) comes as context.
+ */
+/** A page of a collection's documents (oldest first), `limit` rows after `after`. */
+function documentPage(
+  q: QueryCreator<DB>,
+  workspaceId: string,
+  collectionId: string,
+  filters: DocumentFilters,
+  after: ReturnType<typeof cursorPosition>,
+  limit: number,
+) {
+  let query = q
+    .selectFrom('documents')
+    .select([...DOCUMENT_COLUMNS, positionAt.as('position_at')])
+    .where('workspace_id', '=', workspaceId)
+    .where('collection_id', '=', collectionId)
+    .where('deleted_at', 'is', null);
+  if (filters.status?.length) query = query.where('status', 'in', filters.status);
+  if (filters.mime !== undefined) query = query.where('mime', '=', filters.mime);
+  if (filters.externalId !== undefined) query = query.where('external_id', '=', filters.externalId);
+  if (filters.metadata !== undefined)
+    query = query.where(sql<boolean>`metadata @> ${JSON.stringify(filters.metadata)}::jsonb`);
+  if (filters.createdAfter !== undefined)
+    query = query.where('created_at', '>=', new Date(filters.createdAfter));
+  if (filters.createdBefore !== undefined)
+    query = query.where('created_at', '<', new Date(filters.createdBefore));
+  if (filters.updatedAfter !== undefined)
+    query = query.where('updated_at', '>=', new Date(filters.updatedAfter));
+  if (filters.updatedBefore !== undefined)
+    query = query.where('updated_at', '<', new Date(filters.updatedBefore));
+  if (after) query = query.where(afterPosition(after));
+  return query.orderBy('created_at').orderBy('id').limit(limit);
+}
+
+/** The unfiltered first page of a list, compiled once per page size. Values: workspace, collection. */
+const FIRST_PAGE = new ReadTemplate((q, [workspaceId = '', collectionId = ''], limit: number) =>
+  documentPage(q, workspaceId, collectionId, {}, undefined, limit),
+);
+
+/** The list's collection check, compiled once per visibility shape (values as FIND_DOCUMENT's). */
+const VISIBLE_COLLECTION = new ReadTemplate(
+  (q, [workspaceId = '', collectionId = '', ...allowlisted], ws: WorkspaceContext) =>
+    visibleCollectionQuery(q, templateWorkspace(ws, workspaceId, allowlisted), collectionId),
+);
+
+const FIND_DOCUMENT = new ReadTemplate(
+  (q, [workspaceId = '', id = '', ...allowlisted], ws: WorkspaceContext) =>
+    findDocument(q, templateWorkspace(ws, workspaceId, allowlisted), id),
+);
 
 /** A 64-bit advisory-lock key for a (collection, kind, value) triple. */
 const lockKey = (collectionId: string, kind: string, value: string) =>
@@ -402,40 +473,31 @@ export class DocumentService {
   ) {
     assertPermission(ws, 'documents:read');
     const after = cursorPosition(page.cursor);
-    await this.#collection(ws, collectionId);
-    const rows = await withTenant(this.db, ws.id, (trx) => {
-      let query = trx
-        .selectFrom('documents')
-        .select([...DOCUMENT_COLUMNS, positionAt.as('position_at')])
-        .where('workspace_id', '=', ws.id)
-        .where('collection_id', '=', collectionId)
-        .where('deleted_at', 'is', null);
-      if (filters.status?.length) query = query.where('status', 'in', filters.status);
-      if (filters.mime !== undefined) query = query.where('mime', '=', filters.mime);
-      if (filters.externalId !== undefined) query = query.where('external_id', '=', filters.externalId);
-      if (filters.metadata !== undefined)
-        query = query.where(sql<boolean>`metadata @> ${JSON.stringify(filters.metadata)}::jsonb`);
-      if (filters.createdAfter !== undefined)
-        query = query.where('created_at', '>=', new Date(filters.createdAfter));
-      if (filters.createdBefore !== undefined)
-        query = query.where('created_at', '<', new Date(filters.createdBefore));
-      if (filters.updatedAfter !== undefined)
-        query = query.where('updated_at', '>=', new Date(filters.updatedAfter));
-      if (filters.updatedBefore !== undefined)
-        query = query.where('updated_at', '<', new Date(filters.updatedBefore));
-      if (after) query = query.where(afterPosition(after));
-      return query
-        .orderBy('created_at')
-        .orderBy('id')
-        .limit(page.limit + 1)
-        .execute();
-    });
+    // The visibility check and the page in one tenant round trip; the page is discarded unless the
+    // collection is visible. The unfiltered first page (the common case) uses compiled templates.
+    const plain =
+      !after &&
+      Object.entries(filters).every(
+        ([k, v]) => v === undefined || (k === 'status' && !filters.status?.length),
+      );
+    const [visible, rows] = plain
+      ? await tenantRead(this.db, ws.id, () => [
+          VISIBLE_COLLECTION.bind(visibilityShape(ws), [ws.id, collectionId, ...allowlist(ws)], ws),
+          FIRST_PAGE.bind(String(page.limit + 1), [ws.id, collectionId], page.limit + 1),
+        ])
+      : await tenantRead(this.db, ws.id, (q) => [
+          visibleCollectionQuery(q, ws, collectionId),
+          documentPage(q, ws.id, collectionId, filters, after, page.limit + 1),
+        ]);
+    if (visible.length === 0) throw collectionNotFound();
     return keysetPage(rows as (DocumentRow & { position_at: string })[], page.limit);
   }
 
   async get(ws: WorkspaceContext, id: string): Promise<DocumentRow> {
     assertPermission(ws, 'documents:read');
-    const row = await withTenant(this.db, ws.id, (trx) => this.#find(trx, ws, id).executeTakeFirst());
+    const shape = visibilityShape(ws);
+    const values = [ws.id, id, ...allowlist(ws)];
+    const [[row]] = await tenantRead(this.db, ws.id, () => [FIND_DOCUMENT.bind(shape, values, ws)]);
     if (!row) throw notFound();
     return row;
   }
@@ -475,17 +537,6 @@ export class DocumentService {
     );
   }
 
-  /** The live document, if its collection is visible to the caller. */
-  #find(trx: Trx, ws: WorkspaceContext, id: string) {
-    return trx
-      .selectFrom('documents')
-      .select(DOCUMENT_COLUMNS)
-      .where('workspace_id', '=', ws.id)
-      .where('id', '=', id)
-      .where('deleted_at', 'is', null)
-      .where(inVisibleCollection(ws, 'documents.collection_id'));
-  }
-
   /** Changes the title and/or metadata (metadata is replaced as a whole). */
   async update(
     ws: WorkspaceContext,
@@ -495,7 +546,7 @@ export class DocumentService {
   ): Promise<DocumentRow> {
     assertPermission(ws, 'documents:write');
     return withTenant(this.db, ws.id, async (trx) => {
-      const found = await this.#find(trx, ws, id).forUpdate().executeTakeFirst();
+      const found = await findDocument(trx, ws, id).forUpdate().executeTakeFirst();
       if (!found) throw notFound();
       const row = (await this.#applyDetails(trx, ws.id, id, input)) ?? found;
       await recordAudit(trx, {
@@ -548,7 +599,7 @@ export class DocumentService {
   ): Promise<DocumentRow> {
     assertPermission(ws, 'documents:write');
     const row = await withTenant(this.db, ws.id, async (trx) => {
-      const found = await this.#find(trx, ws, id).forUpdate().executeTakeFirst();
+      const found = await findDocument(trx, ws, id).forUpdate().executeTakeFirst();
       if (!found) throw notFound();
       const updated = await this.#requeue(trx, ws.id, id);
       await recordAudit(trx, {
@@ -595,7 +646,7 @@ export class DocumentService {
   async chunks(ws: WorkspaceContext, id: string, page: { limit: number; after?: number | undefined }) {
     assertPermission(ws, 'documents:read');
     return withTenant(this.db, ws.id, async (trx) => {
-      const found = await this.#find(trx, ws, id).executeTakeFirst();
+      const found = await findDocument(trx, ws, id).executeTakeFirst();
       if (!found) throw notFound();
       const rows = await trx
         .selectFrom('chunks')

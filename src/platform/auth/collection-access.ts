@@ -24,7 +24,7 @@
  *   // raw SQL
  *   sql`select … from collections col where col.workspace_id = ${ws.id} and ${visibleCollection(ws, 'col')}`
  */
-import { type RawBuilder, type SqlBool, sql, type Transaction } from 'kysely';
+import { type QueryCreator, type RawBuilder, type SqlBool, sql, type Transaction } from 'kysely';
 import type { DB, MembershipRole } from '../db/schema.js';
 import { AppError } from '../errors.js';
 import type { WorkspaceContext } from './access.js';
@@ -47,6 +47,31 @@ function ruleFor(ws: WorkspaceContext): Rule {
 }
 
 const everyRole = (rule: Rule) => rule.kind === 'roles' && rule.roles.length === COLLECTION_ROLES.length;
+
+/**
+ * What of the caller shapes the visibility predicates' SQL, for compiled-statement caches
+ * (`ReadTemplate`): the roles seen, or the allowlist's length. The allowlist's ids are values: pass
+ * them with `allowlist(ws)` and build with `templateWorkspace`.
+ */
+export function visibilityShape(ws: WorkspaceContext): string {
+  const rule = ruleFor(ws);
+  return rule.kind === 'allowlist' ? `allow:${rule.ids.length}` : `roles:${rule.roles.join(',')}`;
+}
+
+/** The collection allowlist the rule applies (empty when the caller has none). */
+export function allowlist(ws: WorkspaceContext): readonly string[] {
+  const rule = ruleFor(ws);
+  return rule.kind === 'allowlist' ? rule.ids : [];
+}
+
+/** `ws` with its id and allowlist replaced by the given stand-ins (placeholders of a template). */
+export function templateWorkspace(
+  ws: WorkspaceContext,
+  id: string,
+  allowlisted: readonly string[],
+): WorkspaceContext {
+  return { ...ws, id, collections: ruleFor(ws).kind === 'allowlist' ? allowlisted : null };
+}
 
 /**
  * SQL predicate: the collection row under `alias` (default `collections`) is visible to the caller.
@@ -99,15 +124,24 @@ export async function assertCollectionVisible(
   collectionId: string,
   options: { lock?: 'share' } = {},
 ): Promise<void> {
-  let query = trx
+  let query = visibleCollectionQuery(trx, ws, collectionId);
+  if (options.lock === 'share') query = query.forShare();
+  if (!(await query.executeTakeFirst())) throw collectionNotFound();
+}
+
+/**
+ * The query behind `assertCollectionVisible`: one row (`id`) when the collection is live, in the
+ * workspace and visible to the caller, none otherwise. For callers that batch it with other reads
+ * (`tenantRead`); an empty result must become `collectionNotFound()`.
+ */
+export function visibleCollectionQuery(q: QueryCreator<DB>, ws: WorkspaceContext, collectionId: string) {
+  return q
     .selectFrom('collections')
     .select('id')
     .where('workspace_id', '=', ws.id)
     .where('id', '=', collectionId)
     .where('deleted_at', 'is', null)
     .where(visibleCollection(ws));
-  if (options.lock === 'share') query = query.forShare();
-  if (!(await query.executeTakeFirst())) throw collectionNotFound();
 }
 
 /**

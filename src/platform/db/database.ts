@@ -14,7 +14,7 @@ import { StartupError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import { acquireDataDirLock } from './data-dir-lock.js';
 import { PGliteDialect, SessionLock } from './pglite-dialect.js';
-import { pipelineTenantBegin } from './tenant.js';
+import { registerServerPool } from './tenant.js';
 import type { DB } from './schema.js';
 
 export type Db = Kysely<DB>;
@@ -110,7 +110,7 @@ async function openServer(config: Config, url: string, logger: Logger): Promise<
     logger.warn({ err: error }, 'idle database connection failed');
   });
   const db = new Kysely<DB>({ dialect: new PostgresDialect({ pool }) });
-  pipelineTenantBegin(db);
+  registerServerPool(db, pool, pgTypes);
   let closed = false;
   return {
     mode: 'server',
