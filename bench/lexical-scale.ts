@@ -20,7 +20,7 @@ import { parseArgs } from 'node:util';
 import { sql } from 'kysely';
 import { loadConfig } from '../src/config.js';
 import { operatorContext } from '../src/cli/ingest.js';
-import { DEFAULT_COMPACTION } from '../src/modules/search/compaction.js';
+import { DEFAULT_COMPACTION, packLists } from '../src/modules/search/compaction.js';
 import { POSTING_BYTES } from '../src/modules/search/lexical.js';
 import { SearchService } from '../src/modules/search/service.js';
 import { openDatabase } from '../src/platform/db/database.js';
@@ -120,13 +120,7 @@ try {
       }
     }
     // One statement per batch: the lists travel as one byte string, cut by offsets.
-    const blob = Buffer.concat(out.map((o) => o.data));
-    const offsets: number[] = [];
-    let at = 1;
-    for (const o of out) {
-      offsets.push(at);
-      at += o.data.byteLength;
-    }
+    const { blob, offsets } = packLists(out.map((o) => o.data));
     await sql`
       insert into lexical_postings (workspace_id, collection_id, lexeme, postings, first_seq, last_seq, merged, data)
       select ${source.workspace_id}::uuid, ${scratch.id}::uuid, u.lexeme, u.n, u.first_seq, u.last_seq, true,

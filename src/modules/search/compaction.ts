@@ -20,7 +20,7 @@ import { sql, type Transaction } from 'kysely';
 import type { Db } from '../../platform/db/database.js';
 import type { DB } from '../../platform/db/schema.js';
 import { withTenant } from '../../platform/db/tenant.js';
-import { POSTING_BYTES } from './lexical.js';
+import { POSTING_BYTES, postingsView } from './lexical.js';
 
 type Trx = Transaction<DB>;
 
@@ -123,7 +123,7 @@ async function purgeBatch(
   for (const list of lists) {
     const overlaps = batch.some((r) => list.first_seq < r.base + r.chunk_count && list.last_seq >= r.base);
     if (!overlaps) continue;
-    const view = new DataView(list.data.buffer, list.data.byteOffset, list.data.byteLength);
+    const view = postingsView(list.data);
     const kept = new Uint8Array(list.data.byteLength);
     let size = 0;
     let first = Infinity;
@@ -151,14 +151,7 @@ async function purgeBatch(
   if (emptied.length > 0)
     await sql`delete from lexical_postings where id = any(${emptied}::bigint[])`.execute(trx);
   if (rewritten.length > 0) {
-    // One statement: the new lists travel as one byte string, cut by offsets.
-    const blob = Buffer.concat(rewritten.map((r) => r.data));
-    const offsets: number[] = [];
-    let at = 1;
-    for (const r of rewritten) {
-      offsets.push(at);
-      at += r.data.byteLength;
-    }
+    const { blob, offsets } = packLists(rewritten.map((r) => r.data));
     await sql`
       update lexical_postings p
       set postings = u.postings, first_seq = u.first_seq, last_seq = u.last_seq,
@@ -174,6 +167,20 @@ async function purgeBatch(
     trx,
   );
   return { ranges: batch.length, postings: removed };
+}
+
+/**
+ * Lists to write in one statement: one byte string and the 1-based offset of each list in it (for
+ * `substring(blob from offset for length)`), instead of a bytea array parameter per list.
+ */
+export function packLists(lists: readonly Uint8Array[]): { blob: Buffer; offsets: number[] } {
+  const offsets: number[] = [];
+  let at = 1;
+  for (const list of lists) {
+    offsets.push(at);
+    at += list.byteLength;
+  }
+  return { blob: Buffer.concat(lists), offsets };
 }
 
 interface ListInfo {

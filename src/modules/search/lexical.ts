@@ -113,7 +113,7 @@ export async function lexicalRanking(
   for (const list of lists) {
     let live = list.postings;
     if (skip) {
-      const view = dataView(list.data);
+      const view = postingsView(list.data);
       for (let at = 0; at < list.data.byteLength; at += POSTING_BYTES)
         if (skip[view.getInt32(at)] === 1) live--;
     }
@@ -134,7 +134,7 @@ export async function lexicalRanking(
     const n = df.get(list.lexeme) ?? 0;
     if (n === 0) continue;
     const w = Math.log(1 + (head.n - n + 0.5) / (n + 0.5)) * (k1 + 1);
-    const view = dataView(list.data);
+    const view = postingsView(list.data);
     for (let at = 0; at < list.data.byteLength; at += POSTING_BYTES) {
       const seq = view.getInt32(at);
       if (skip?.[seq] === 1) continue;
@@ -165,7 +165,8 @@ export async function lexicalRanking(
   return { ranked, work };
 }
 
-function dataView(data: Uint8Array): DataView {
+/** A view for reading a list's postings (big-endian int4, int2, int2 at each multiple of 8). */
+export function postingsView(data: Uint8Array): DataView {
   return new DataView(data.buffer, data.byteOffset, data.byteLength);
 }
 
