@@ -6,13 +6,15 @@
  * Both drivers, through the API and the real job pipeline.
  */
 import { sql } from 'kysely';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { parseTsvector, ReferenceBm25 } from '../src/modules/search/eval/reference-bm25.js';
 import { compactCollection } from '../src/modules/search/compaction.js';
+import { COMPACTION_DELAY_SECONDS, requestCompaction } from '../src/modules/search/jobs.js';
 import { SearchService } from '../src/modules/search/service.js';
 import type { WorkspaceContext } from '../src/platform/auth/access.js';
 import type { Permission } from '../src/platform/auth/permissions.js';
 import type { Db } from '../src/platform/db/database.js';
+import { withTenant } from '../src/platform/db/tenant.js';
 import { createTestApp, fastAuth, signUp, type SignedUp, type TestApp } from './helpers/app.js';
 import { drivers } from './helpers/database.js';
 import { authHeaders, type DocumentBody, waitForStatus } from './helpers/documents.js';
@@ -287,6 +289,63 @@ describe.each(drivers())('lexical index (%s)', (driver) => {
     });
   });
 
+  it('numbers a document with its reservation when it fits, and under the lock when it does not', async () => {
+    const db = t.db.database.db;
+    const doc = await add(collectionId, { text: text(2001), externalId: 'r1' });
+    expect((await waitForStatus(t.app, owner, doc.id)).status).toBe('ready');
+    const live = async () => {
+      const { rows } = await sql<{ base: number; n: number }>`
+        select base::int as base, chunk_count as n from lexical_ranges where document_id = ${doc.id} and live`.execute(
+        db,
+      );
+      expect(rows).toHaveLength(1);
+      return rows[0] ?? { base: NaN, n: NaN };
+    };
+    const nextSeq = async () =>
+      (
+        await sql<{ n: number }>`select next_seq::int as n from collection_stats
+                                 where collection_id = ${collectionId}`.execute(db)
+      ).rows[0]?.n ?? NaN;
+    const reserve = (n: number) =>
+      withTenant(db, owner.workspaceId, async (trx) => {
+        const { rows } = await sql<{ first: number }>`
+          select larder_lexical_reserve(${collectionId}::uuid, ${owner.workspaceId}::uuid, ${n})::int as first`.execute(
+          trx,
+        );
+        return rows[0]?.first ?? NaN;
+      });
+    // Out of the index and back in, in one transaction, indexed with this reservation setting.
+    const reindex = (reservation: string) =>
+      withTenant(db, owner.workspaceId, async (trx) => {
+        await trx.updateTable('documents').set({ status: 'parsing' }).where('id', '=', doc.id).execute();
+        await sql`select set_config('larder.lexical_reservation', ${reservation}, true)`.execute(trx);
+        await trx.updateTable('documents').set({ status: 'ready' }).where('id', '=', doc.id).execute();
+      });
+    const { base: ingested, n } = await live();
+
+    // A reservation that fits is used as it is.
+    const first = await reserve(n);
+    await reindex(`${doc.id}:${first}:${n}`);
+    expect((await live()).base).toBe(first);
+
+    // Ones that do not fit are ignored: the trigger takes fresh numbers at the end of the collection.
+    const other = await reserve(n + 1);
+    const misfits = [
+      `${doc.id}:${ingested}:${n}`, // overlaps a range (the dead one of the first ingest)
+      `${doc.id}:${other}:${n + 1}`, // another chunk count
+      `${collectionId}:${other}:${n}`, // another document
+      `${doc.id}:${(await nextSeq()) + 1000}:${n}`, // numbers never handed out
+      `${doc.id}:-5:${n}`,
+      'nonsense',
+    ];
+    for (const reservation of misfits) {
+      const end = await nextSeq();
+      await reindex(reservation);
+      expect((await live()).base, reservation).toBe(end);
+    }
+    await expectExact();
+  });
+
   it('compacts to the same rankings: deleted postings purged, new lists merged by size tier', async () => {
     const db = t.db.database.db;
     const ws: WorkspaceContext = {
@@ -367,6 +426,32 @@ describe.each(drivers())('lexical index (%s)', (driver) => {
       rangesPurged: 0,
       listsWritten: 0,
     });
+  });
+
+  it('requests one compaction per collection while the one it created is still waiting', async () => {
+    const collection = (await call('POST', '/v1/collections', { name: 'Debounce' })).json<{ id: string }>()
+      .id;
+    const target = { workspaceId: owner.workspaceId, collectionId: collection };
+    const send = vi.spyOn(t.jobs, 'send');
+    try {
+      const id = await requestCompaction(t.jobs, target);
+      expect(id).not.toBeNull();
+      // Within the debounce window: skipped in the process, no round trip.
+      expect(await requestCompaction(t.jobs, target)).toBeNull();
+      expect(await requestCompaction(t.jobs, target)).toBeNull();
+      expect(send).toHaveBeenCalledTimes(1);
+    } finally {
+      send.mockRestore();
+    }
+    // What makes skipping safe: the job created cannot start before the delay, so it will see every
+    // ingest committed before the skipped requests.
+    const { rows } = await sql<{ n: number; delay: number }>`
+      select count(*)::int as n, min(extract(epoch from start_after - created_on))::float8 as delay
+      from larder_jobs.job where name = 'search.compact' and data->>'collectionId' = ${collection}`.execute(
+      t.db.database.db,
+    );
+    expect(rows[0]?.n).toBe(1);
+    expect(rows[0]?.delay).toBeGreaterThanOrEqual(COMPACTION_DELAY_SECONDS - 1);
   });
 
   it('matches after a collection is deleted', async () => {

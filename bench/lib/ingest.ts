@@ -42,6 +42,8 @@ export interface IngestResult {
 
 const TERMINAL = ['ready', 'failed'] as const;
 const STALL_MS = 10 * 60_000;
+/** Status polls: short, so a run of ten seconds is timed to a few percent. */
+const POLL_MS = 200;
 
 export async function ingestJsonl(options: {
   runtime: Runtime;
@@ -114,7 +116,7 @@ export async function ingestJsonl(options: {
   let lastReport = performance.now();
   let lastReady = 0;
   for (;;) {
-    await new Promise((resolve) => setTimeout(resolve, 1000));
+    await new Promise((resolve) => setTimeout(resolve, POLL_MS));
     if (failed.error) throw failed.error;
     if (signal.aborted) throw new Error('interrupted');
     counts = await statusCounts(db, collectionId);

@@ -283,7 +283,7 @@ async function run(ctx: SuiteContext): Promise<SuiteResult> {
     ],
     notes: [
       'End to end = from the first document added to every document `ready` (lexical collections: ' +
-        'indexed; with embeddings: embedded too); polled every second, so short runs carry up to 1 s of error.',
+        'indexed; with embeddings: embedded too); polled every 200 ms.',
       `Raw embedder = \`embedDocuments\` on ${sizes.embeddedChunks} passages of ` +
         `${DEFAULT_CORPUS_OPTIONS.wordsPerChunk} words, one caller, batches of ${config.embeddingBatchSize}; ` +
         `the pipeline runs ${config.jobConcurrency} embed jobs at once, so its ratio may exceed 1.`,

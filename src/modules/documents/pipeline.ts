@@ -2,11 +2,14 @@
  * The ingestion pipeline, in two phases run by two jobs:
  *
  *  ingest (documents.ingest): queued → parsing → searchable
- *    The original bytes are parsed and chunked; in ONE transaction the document's old chunks are
- *    deleted, the new ones inserted with their full-text vectors, and the document marked
- *    `searchable` (or `ready` when the collection has no embedding model); the embed job is enqueued
- *    in that same transaction. A crash at any point leaves either the old state or the new one.
- *    Large plain-text/Markdown files are streamed through a windowed chunker so memory stays bounded.
+ *    The original bytes are parsed and chunked. One transaction replaces the document's chunks (with
+ *    their full-text vectors) while it stays `parsing`, which no search reads, and at its very end
+ *    reserves the chunks' sequence numbers in the collection's lexical index; a second one marks the
+ *    document `searchable` (or `ready` when the collection has no embedding model), which indexes it
+ *    lexically (a trigger), and enqueues the embed job. A crash at any point leaves the document
+ *    unsearchable with its job to run again, or indexed with its embed job queued: never half
+ *    indexed. Large plain-text/Markdown files are streamed through a windowed chunker so memory
+ *    stays bounded.
  *
  *  embed (documents.embed): searchable → ready
  *    Chunks without a vector for the collection's model are embedded in batches. Each vector is
@@ -128,36 +131,44 @@ export async function ingestDocument(payload: DocumentJobPayload, ctx: JobContex
   const db = ctx.deps.database.db;
   const ws = payload.workspaceId;
   const claimed = await withTenant(db, ws, async (trx) => {
-    const doc = await trx
-      .selectFrom('documents')
-      .select(['id', 'collection_id', 'status', 'version', 'mime', 'filename', 'bytes'])
-      .where('workspace_id', '=', ws)
-      .where('id', '=', payload.documentId)
-      .where('deleted_at', 'is', null)
-      .forUpdate()
+    const row = await trx
+      .selectFrom('documents as d')
+      .innerJoin('collections as c', 'c.id', 'd.collection_id')
+      .select([
+        'd.id',
+        'd.collection_id',
+        'd.status',
+        'd.version',
+        'd.mime',
+        'd.filename',
+        'd.bytes',
+        'c.text_search_config',
+        'c.chunking',
+        'c.embedding_provider',
+      ])
+      .where('d.workspace_id', '=', ws)
+      .where('d.id', '=', payload.documentId)
+      .where('d.deleted_at', 'is', null)
+      .forUpdate('d')
       .executeTakeFirst();
-    if (doc?.version !== payload.version) return { skip: 'stale' as const };
-    if (doc.status !== 'queued' && doc.status !== 'parsing') return { skip: doc.status };
-    const collection = await trx
-      .selectFrom('collections')
-      .select(['text_search_config', 'chunking', 'embedding_provider'])
-      .where('workspace_id', '=', ws)
-      .where('id', '=', doc.collection_id)
-      .executeTakeFirstOrThrow();
-    if (doc.status === 'queued')
+    if (row?.version !== payload.version) return { skip: 'stale' as const };
+    if (row.status !== 'queued' && row.status !== 'parsing') return { skip: row.status };
+    if (row.status === 'queued')
       await trx
         .updateTable('documents')
         .set({ status: 'parsing' })
         .where('workspace_id', '=', ws)
-        .where('id', '=', doc.id)
+        .where('id', '=', row.id)
         .execute();
-    return { doc, collection };
+    // A Markdown document's title is its first H1, read from its first bytes (the rest is streamed).
+    const title = row.mime === 'text/markdown' ? await markdownTitle(trx, ws, row.id) : undefined;
+    return { row, title };
   });
   if ('skip' in claimed) {
     ctx.log.info({ documentId: payload.documentId, skip: claimed.skip }, 'ingest skipped');
     return { skipped: claimed.skip };
   }
-  const { doc, collection } = claimed;
+  const { row: doc, row: collection } = claimed;
   await setStatus(ctx, payload, doc.collection_id, 'parsing');
   const chunking: ChunkingSettings = {
     ...DEFAULT_CHUNKING,
@@ -168,11 +179,10 @@ export async function ingestDocument(payload: DocumentJobPayload, ctx: JobContex
   const streamFormat = doc.mime === null ? undefined : STREAMED_FORMATS[doc.mime];
 
   try {
-    let title: string | undefined;
+    let title = claimed.title;
     let mime = doc.mime;
     let source: (trx: Trx) => AsyncIterable<Chunk[]>;
     if (streamFormat) {
-      if (streamFormat === 'markdown') title = await markdownTitle(db, ws, doc.id);
       let read = 0;
       let reported = 0;
       const chunker = bytes > THREAD_THRESHOLD_BYTES ? chunkTextStreamInThread : chunkTextStream;
@@ -212,17 +222,11 @@ export async function ingestDocument(payload: DocumentJobPayload, ctx: JobContex
       };
     }
 
-    const written = await withTenant(db, ws, async (trx) => {
+    // 1. The chunks, in one transaction. The document stays `parsing`, so nothing reads them yet.
+    const stored = await withTenant(db, ws, async (trx) => {
       // Re-check under lock: deleted or re-queued while we parsed → drop the work.
-      const current = await trx
-        .selectFrom('documents')
-        .select(['version', 'status', 'auto_title'])
-        .where('workspace_id', '=', ws)
-        .where('id', '=', doc.id)
-        .where('deleted_at', 'is', null)
-        .forUpdate()
-        .executeTakeFirst();
-      if (current?.version !== payload.version || current.status !== 'parsing') return undefined;
+      const current = await lockParsing(trx, ws, doc.id, payload.version);
+      if (!current) return undefined;
       await trx
         .deleteFrom('chunks')
         .where('workspace_id', '=', ws)
@@ -241,6 +245,26 @@ export async function ingestDocument(payload: DocumentJobPayload, ctx: JobContex
         for (const chunk of batch) tokens += chunk.tokenCount;
       }
       if (count === 0) throw new ParseError('empty', 'no text could be extracted from the file');
+      // Last, so the collection's statistics row it locks is held only until the commit: the chunks'
+      // sequence numbers in the lexical index, reserved for the indexing transaction below.
+      const { rows } = await sql<{ first: string }>`
+        select larder_lexical_reserve(${doc.collection_id}::uuid, ${ws}::uuid, ${count}) as first`.execute(
+        trx,
+      );
+      return { count, tokens, first: rows[0]?.first };
+    });
+    if (!stored) return { skipped: 'stale' };
+    // 2. Index: the status change makes the index trigger write the postings lists and statistics
+    // (migrations/0012_lexical_ingest.sql); the embed job is queued in the same transaction.
+    const written = await withTenant(db, ws, async (trx) => {
+      const current = await lockParsing(
+        trx,
+        ws,
+        doc.id,
+        payload.version,
+        stored.first === undefined ? undefined : `${doc.id}:${stored.first}:${stored.count}`,
+      );
+      if (!current) return undefined;
       const status: DocumentStatus = embeds ? 'searchable' : 'ready';
       await trx
         .updateTable('documents')
@@ -248,8 +272,8 @@ export async function ingestDocument(payload: DocumentJobPayload, ctx: JobContex
           status,
           error: null,
           mime,
-          chunk_count: count,
-          token_count: tokens,
+          chunk_count: stored.count,
+          token_count: stored.tokens,
           processed_at: new Date(),
           ...(current.auto_title && title ? { title: title.slice(0, 500) } : {}),
         })
@@ -261,7 +285,7 @@ export async function ingestDocument(payload: DocumentJobPayload, ctx: JobContex
           trx,
           singletonKey: `${doc.id}:${payload.version}`,
         });
-      return { status, chunks: count, tokens };
+      return { status, chunks: stored.count, tokens: stored.tokens };
     });
     if (!written) return { skipped: 'stale' };
     await setStatus(ctx, payload, doc.collection_id, written.status);
@@ -282,17 +306,36 @@ export async function ingestDocument(payload: DocumentJobPayload, ctx: JobContex
   }
 }
 
+/**
+ * Locks the document if it is still this version and `parsing`; undefined if not (stale or deleted).
+ * With the same round trip, sets the transaction's lexical-index reservation (see migrations/0012).
+ */
+async function lockParsing(trx: Trx, ws: string, documentId: string, version: number, reservation?: string) {
+  const current = await trx
+    .selectFrom('documents')
+    .select(['version', 'status', 'auto_title'])
+    .$if(reservation !== undefined, (q) =>
+      q.select(
+        sql<string>`set_config('larder.lexical_reservation', ${reservation ?? ''}, true)`.as('reserved'),
+      ),
+    )
+    .where('workspace_id', '=', ws)
+    .where('id', '=', documentId)
+    .where('deleted_at', 'is', null)
+    .forUpdate()
+    .executeTakeFirst();
+  return current?.version === version && current.status === 'parsing' ? current : undefined;
+}
+
 /** The first H1 of a Markdown document, from its first bytes. */
-async function markdownTitle(db: Db, ws: string, documentId: string): Promise<string | undefined> {
-  const first = await withTenant(db, ws, (trx) =>
-    trx
-      .selectFrom('document_blobs')
-      .select(sql<Uint8Array>`substring(data from 1 for ${TITLE_HEAD_BYTES})`.as('head'))
-      .where('workspace_id', '=', ws)
-      .where('document_id', '=', documentId)
-      .where('part', '=', 0)
-      .executeTakeFirst(),
-  );
+async function markdownTitle(trx: Trx, ws: string, documentId: string): Promise<string | undefined> {
+  const first = await trx
+    .selectFrom('document_blobs')
+    .select(sql<Uint8Array>`substring(data from 1 for ${TITLE_HEAD_BYTES})`.as('head'))
+    .where('workspace_id', '=', ws)
+    .where('document_id', '=', documentId)
+    .where('part', '=', 0)
+    .executeTakeFirst();
   if (!first) return undefined;
   return parseMarkdown(decodeText(first.head).text).title;
 }

@@ -113,12 +113,25 @@ async function purgeBatch(
   for (const r of dead) mask.fill(1, r.base, r.base + r.chunk_count);
   const isDead = (seq: number) => mask[seq] === 1;
   const lexemes = [...new Set(batch.flatMap((r) => r.lexemes ?? []))];
-  const { rows: lists } = await sql<{ id: string; first_seq: number; last_seq: number; data: Uint8Array }>`
-    select id::text as id, first_seq, last_seq, data from lexical_postings
+  const { rows: lists } = await sql<{
+    id: string;
+    lexeme: string;
+    first_seq: number;
+    last_seq: number;
+    data: Uint8Array;
+  }>`
+    select id::text as id, lexeme, first_seq, last_seq, data from lexical_postings
     where collection_id = ${collectionId}::uuid and lexeme = any(${lexemes}::text[])`.execute(trx);
 
-  const rewritten: { id: string; postings: number; first: number; last: number; data: Uint8Array }[] = [];
-  const emptied: string[] = [];
+  const rewritten: {
+    id: string;
+    lexeme: string;
+    postings: number;
+    first: number;
+    last: number;
+    data: Uint8Array;
+  }[] = [];
+  const emptied: { id: string; lexeme: string }[] = [];
   let removed = 0;
   for (const list of lists) {
     const overlaps = batch.some((r) => list.first_seq < r.base + r.chunk_count && list.last_seq >= r.base);
@@ -138,28 +151,34 @@ async function purgeBatch(
     }
     if (size === list.data.byteLength) continue;
     removed += (list.data.byteLength - size) / POSTING_BYTES;
-    if (size === 0) emptied.push(list.id);
+    if (size === 0) emptied.push({ id: list.id, lexeme: list.lexeme });
     else
       rewritten.push({
         id: list.id,
+        lexeme: list.lexeme,
         postings: size / POSTING_BYTES,
         first,
         last,
         data: kept.subarray(0, size),
       });
   }
+  // Rows are addressed by their primary key (collection, lexeme, id).
   if (emptied.length > 0)
-    await sql`delete from lexical_postings where id = any(${emptied}::bigint[])`.execute(trx);
+    await sql`
+      delete from lexical_postings p
+      using unnest(${emptied.map((e) => e.lexeme)}::text[], ${emptied.map((e) => e.id)}::bigint[]) as u(lexeme, id)
+      where p.collection_id = ${collectionId}::uuid and p.lexeme = u.lexeme and p.id = u.id`.execute(trx);
   if (rewritten.length > 0) {
     const { blob, offsets } = packLists(rewritten.map((r) => r.data));
     await sql`
       update lexical_postings p
       set postings = u.postings, first_seq = u.first_seq, last_seq = u.last_seq,
           data = substring(${blob}::bytea from u.offset_ for u.postings * ${POSTING_BYTES})
-      from unnest(${rewritten.map((r) => r.id)}::bigint[], ${rewritten.map((r) => r.postings)}::int[],
-                  ${rewritten.map((r) => r.first)}::int[], ${rewritten.map((r) => r.last)}::int[],
-                  ${offsets}::int[]) as u(id, postings, first_seq, last_seq, offset_)
-      where p.id = u.id`.execute(trx);
+      from unnest(${rewritten.map((r) => r.lexeme)}::text[], ${rewritten.map((r) => r.id)}::bigint[],
+                  ${rewritten.map((r) => r.postings)}::int[], ${rewritten.map((r) => r.first)}::int[],
+                  ${rewritten.map((r) => r.last)}::int[], ${offsets}::int[])
+           as u(lexeme, id, postings, first_seq, last_seq, offset_)
+      where p.collection_id = ${collectionId}::uuid and p.lexeme = u.lexeme and p.id = u.id`.execute(trx);
   }
   await sql`
     delete from lexical_ranges
@@ -220,12 +239,14 @@ async function mergeBatch(
     else byLexeme.set(list.lexeme, [list]);
   }
   const ids: string[] = [];
+  const lexemes: string[] = [];
   const groups: number[] = [];
   let group = 0;
-  for (const of of byLexeme.values()) {
+  for (const [lexeme, of] of byLexeme) {
     for (const members of mergePlan(of, o)) {
       for (const member of members) {
         ids.push(member);
+        lexemes.push(lexeme);
         groups.push(group);
       }
       group++;
@@ -233,10 +254,10 @@ async function mergeBatch(
   }
   // Delete the members and insert each group's concatenation, in one statement (new ids: no conflict).
   await sql`
-    with plan as (select * from unnest(${ids}::bigint[], ${groups}::int[]) as p(id, grp)),
+    with plan as (select * from unnest(${lexemes}::text[], ${ids}::bigint[], ${groups}::int[]) as p(lexeme, id, grp)),
     gone as (
       delete from lexical_postings l using plan p
-      where l.id = p.id and l.collection_id = ${collectionId}::uuid
+      where l.collection_id = ${collectionId}::uuid and l.lexeme = p.lexeme and l.id = p.id
       returning l.lexeme, l.postings, l.first_seq, l.last_seq, l.data, p.grp
     )
     insert into lexical_postings (workspace_id, collection_id, lexeme, postings, first_seq, last_seq, merged, data)

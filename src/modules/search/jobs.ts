@@ -7,7 +7,7 @@
 import { sql } from 'kysely';
 import Type from 'typebox';
 import { defineJob } from '../../platform/jobs/define.js';
-import type { JobQueue, SendOptions } from '../../platform/jobs/queue.js';
+import type { JobQueue } from '../../platform/jobs/queue.js';
 import { compactCollection } from './compaction.js';
 
 const Uuid = Type.String({ format: 'uuid' });
@@ -35,17 +35,37 @@ export const compactLexicalJob = defineJob({
   },
 });
 
-/** Enqueues a compaction of the collection (a no-op when one is already waiting). */
-export function requestCompaction(
+/**
+ * A compaction this process created less than this long ago has not started yet (it waits
+ * COMPACTION_DELAY_SECONDS), so it will see whatever was committed before a new request: the request
+ * is skipped without a round trip. A bulk load asks once per ingest.
+ */
+const REQUEST_DEBOUNCE_MS = (COMPACTION_DELAY_SECONDS - 10) * 1000;
+const created = new WeakMap<JobQueue, Map<string, number>>();
+
+/**
+ * Enqueues a compaction of the collection (a no-op when one is already waiting). Returns the job's
+ * id, or null when one was already waiting or this process created one moments ago.
+ */
+export async function requestCompaction(
   queue: JobQueue,
   target: { workspaceId: string; collectionId: string },
-  options: Pick<SendOptions, 'trx'> = {},
 ): Promise<string | null> {
-  return queue.send(compactLexicalJob, target, {
-    ...options,
+  let recent = created.get(queue);
+  if (!recent) created.set(queue, (recent = new Map<string, number>()));
+  const now = Date.now();
+  if (now - (recent.get(target.collectionId) ?? -Infinity) < REQUEST_DEBOUNCE_MS) return null;
+  const id = await queue.send(compactLexicalJob, target, {
     singletonKey: target.collectionId,
     startAfterSeconds: COMPACTION_DELAY_SECONDS,
   });
+  // Only a job created now is known to start late enough; a deduplicated request tells nothing.
+  if (id !== null) {
+    if (recent.size >= 10_000)
+      for (const [collection, at] of recent) if (now - at >= REQUEST_DEBOUNCE_MS) recent.delete(collection);
+    recent.set(target.collectionId, now);
+  }
+  return id;
 }
 
 export const compactionSweepJob = defineJob({
