@@ -10,7 +10,11 @@ import {
   createEmbeddingProvider,
   type EmbeddingProvider,
   embeddingOptionsFromConfig,
+  EmbeddingProviders,
 } from '../src/ai/embeddings/index.js';
+import { type SearchPhase, SearchService } from '../src/modules/search/service.js';
+import type { WorkspaceContext } from '../src/platform/auth/access.js';
+import type { Permission } from '../src/platform/auth/permissions.js';
 import { QueryVectorCache } from '../src/modules/search/query-vectors.js';
 import { parseTsvector, ReferenceBm25 } from '../src/modules/search/eval/reference-bm25.js';
 import { createTestApp, fastAuth, signUp, type SignedUp, type TestApp } from './helpers/app.js';
@@ -254,6 +258,61 @@ describe.each(drivers())('search (%s)', (driver) => {
     expect(
       lexicalOnly.json<{ meta: { queryVectorCache: string | null } }>().meta.queryVectorCache,
     ).toBeNull();
+  });
+
+  it('ranks lexically while the query is being embedded, and reports each phase', async () => {
+    const providers = new EmbeddingProviders(
+      embeddingOptionsFromConfig(
+        testConfig({
+          LARDER_OPENAI_EMBEDDING_BASE_URL: api.baseUrl,
+          LARDER_OPENAI_EMBEDDING_MODEL: 'test-embed',
+          LARDER_OPENAI_EMBEDDING_MAX_RETRIES: '0',
+        }),
+      ),
+    );
+    const phases: SearchPhase[] = [];
+    let lexicalDone: () => void = () => undefined;
+    const lexicalFinished = new Promise<void>((resolve) => {
+      lexicalDone = resolve;
+    });
+    const service = new SearchService(t.db.database.db, providers, {
+      onPhase: (phase) => {
+        phases.push(phase);
+        if (phase === 'lexical') lexicalDone();
+      },
+    });
+    const ws: WorkspaceContext = {
+      id: owner.workspaceId,
+      role: 'owner',
+      permissions: new Set<Permission>(['search']),
+    };
+    // The provider answers only once the lexical ranking is done: a search that ranked lexically
+    // after embedding would wait for itself (and the timeout would fail the test).
+    api.hold(lexicalFinished);
+    try {
+      const result = await Promise.race([
+        service.search(ws, {
+          query: `pruning apple trees in winter ${randomUUID()}`,
+          collections: [hybridId],
+          mode: 'hybrid',
+          k: 5,
+        }),
+        new Promise<never>((_, reject) =>
+          setTimeout(() => {
+            reject(new Error('the lexical ranking waited for the embedding'));
+          }, 10_000),
+        ),
+      ]);
+      expect(result.hits.length).toBeGreaterThan(0);
+      expect(result.hits.some((h) => h.scores.vector !== null)).toBe(true);
+      expect(result.hits.some((h) => h.scores.lexical !== null)).toBe(true);
+    } finally {
+      api.hold(Promise.resolve());
+      await providers.close();
+    }
+    expect(phases[0]).toBe('collections');
+    expect(phases.indexOf('lexical')).toBeLessThan(phases.indexOf('embed'));
+    expect(phases.slice(-2)).toEqual(['vector', 'hits']);
   });
 
   it('refuses bad requests and never reaches another workspace', async () => {

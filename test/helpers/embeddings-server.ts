@@ -1,7 +1,7 @@
 /**
  * A local HTTP server speaking the OpenAI embeddings wire protocol (`POST /v1/embeddings`), for
  * end-to-end tests of the `openai` provider: deterministic text-dependent vectors, a record of every
- * input it embedded, and switchable failures (429 with Retry-After, 401).
+ * input it embedded, switchable failures (429 with Retry-After, 401), and held answers.
  */
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -22,6 +22,8 @@ export interface EmbeddingsServer {
   rateLimitNext(n: number): void;
   /** Answer every request with 401 until switched off. */
   reject(on: boolean): void;
+  /** Answer no request before `gate` settles (until called again). */
+  hold(gate: Promise<unknown>): void;
   close(): Promise<void>;
 }
 
@@ -35,11 +37,13 @@ export function fakeVector(text: string, dims: number): number[] {
 export async function startEmbeddingsServer(dims: number): Promise<EmbeddingsServer> {
   let rateLimited = 0;
   let rejecting = false;
+  let gate: Promise<unknown> = Promise.resolve();
   const state: Pick<EmbeddingsServer, 'inputs' | 'requests'> = { inputs: [], requests: 0 };
   const server: Server = createServer((req, res) => {
     const chunks: Buffer[] = [];
     req.on('data', (c: Buffer) => chunks.push(c));
-    req.on('end', () => {
+    req.on('end', () => void gate.finally(answer));
+    const answer = () => {
       state.requests += 1;
       res.setHeader('content-type', 'application/json');
       if (req.method !== 'POST' || req.url !== '/v1/embeddings') {
@@ -76,7 +80,7 @@ export async function startEmbeddingsServer(dims: number): Promise<EmbeddingsSer
           usage: { prompt_tokens: body.input.length, total_tokens: body.input.length },
         }),
       );
-    });
+    };
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const { port } = server.address() as AddressInfo;
@@ -93,6 +97,9 @@ export async function startEmbeddingsServer(dims: number): Promise<EmbeddingsSer
     },
     reject(on) {
       rejecting = on;
+    },
+    hold(until) {
+      gate = until;
     },
     async close() {
       server.closeAllConnections();

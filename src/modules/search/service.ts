@@ -1,18 +1,17 @@
 /**
- * Search over the chunks of one or more collections: lexical (Okapi BM25 computed in SQL from the
- * chunks' tsvectors), vector (pgvector HNSW, cosine) and hybrid (reciprocal rank fusion of both).
+ * Search over the chunks of one or more collections: lexical (exact Okapi BM25 over the collection's
+ * postings lists, lexical.ts), vector (pgvector HNSW, cosine) and hybrid (reciprocal rank fusion of
+ * both).
  *
- * Lexical ranking is exact BM25 with statistics derived from the index at query time, per collection
- * (its text-search configuration, k1 and b): N and the average length from `chunks.lexeme_count`, the
- * document frequency of each query term counted through the GIN index, the term frequency read from
- * the candidate's tsvector. Candidates are every chunk matching ANY query term (OR semantics). Always
- * consistent with concurrent ingestion (a committed chunk counts at once, a deleted one never), no
- * extension beyond pgvector, same SQL on PGlite. Its cost grows with the number of matching chunks;
- * see docs/search.md for the measurements and the planned postings index.
+ * A search reads the visible collections (one pipelined round trip, tenantRead), then ranks: the
+ * lexical ranking starts at once, in its own REPEATABLE READ snapshot (BM25's statistics and postings
+ * agree); the vector ranking starts as soon as the query is embedded (outside any transaction), so
+ * the embedding round trip overlaps the lexical work instead of adding to it. The fused page's hits
+ * (text, snippet, document) are read in one more round trip.
  *
- * Filters (documents, external ids, mime, metadata containment, dates) are part of the SQL, so a
- * filtered search never loses results to a LIMIT applied first. Every query runs in the caller's
- * tenant transaction (row-level security).
+ * Filters (documents, external ids, mime, metadata containment, dates) are part of the SQL of both
+ * rankings, so a filtered search never loses results to a LIMIT applied first. Every query runs as the
+ * caller's tenant (row-level security).
  */
 import { sql, type Transaction } from 'kysely';
 import type { EmbeddingProviderName, EmbeddingProviders } from '../../ai/embeddings/index.js';
@@ -21,7 +20,7 @@ import { assertPermission, type WorkspaceContext } from '../../platform/auth/acc
 import type { Db } from '../../platform/db/database.js';
 import type { DB } from '../../platform/db/schema.js';
 import { INDEXED_EMBEDDING_DIMENSIONS } from '../../platform/db/schema.js';
-import { withTenant } from '../../platform/db/tenant.js';
+import { tenantRead, withTenant } from '../../platform/db/tenant.js';
 import { AppError } from '../../platform/errors.js';
 import { visibleCollection } from '../../platform/auth/collection-access.js';
 import { DEFAULT_FUSION, type FusionOptions, fuse } from './fusion.js';
@@ -184,11 +183,19 @@ export interface SearchServiceOptions {
   queryVectors?: QueryVectorCache | undefined;
   /** Collections with fewer searchable chunks get an exact vector scan: exact and as fast. */
   exactBelow?: number | undefined;
+  /**
+   * Called as each part of a search ends, with its duration in milliseconds (benchmarks break latency
+   * down with it). `embed`: the query vectors; `lexical`, `vector`: the rankings; `hits`: reading them.
+   */
+  onPhase?: ((phase: SearchPhase, ms: number) => void) | undefined;
 }
+
+export type SearchPhase = 'collections' | 'embed' | 'lexical' | 'vector' | 'hits';
 
 export class SearchService {
   readonly #queryVectors: QueryVectorCache;
   readonly #exactBelow: number;
+  readonly #onPhase: (phase: SearchPhase, ms: number) => void;
 
   constructor(
     private readonly db: Db,
@@ -197,6 +204,15 @@ export class SearchService {
   ) {
     this.#queryVectors = options.queryVectors ?? new QueryVectorCache();
     this.#exactBelow = options.exactBelow ?? DEFAULT_EXACT_BELOW;
+    this.#onPhase = options.onPhase ?? (() => undefined);
+  }
+
+  /** Runs `work` and reports its duration as `phase`. */
+  async #timed<T>(phase: SearchPhase, work: () => Promise<T>): Promise<T> {
+    const started = performance.now();
+    const result = await work();
+    this.#onPhase(phase, performance.now() - started);
+    return result;
   }
 
   async search(ws: WorkspaceContext, request: SearchRequest): Promise<SearchResult> {
@@ -210,39 +226,73 @@ export class SearchService {
     const depth = offset + request.k;
     const candidates = Math.max(request.candidates ?? Math.max(4 * request.k, 50), depth);
     const fusion = request.fusion ?? DEFAULT_FUSION;
-    const collections = await withTenant(this.db, ws.id, (trx) => {
-      let query = trx
-        .selectFrom('collections')
-        .leftJoin('collection_stats as s', 's.collection_id', 'collections.id')
-        .select([
-          'collections.id',
-          'text_search_config',
-          'bm25_k1',
-          'bm25_b',
-          'embedding_provider',
-          'embedding_model',
-          'embedding_dimensions',
-          sql<number>`coalesce(s.chunk_count, 0)::float8`.as('chunk_count'),
-          // Vectors in the shared HNSW index of this dimension (all collections; planner estimate).
-          sql<number>`coalesce((select greatest(reltuples, 0) from pg_class
+    const [collections] = await this.#timed('collections', () =>
+      tenantRead(this.db, ws.id, (q) => {
+        let query = q
+          .selectFrom('collections')
+          .leftJoin('collection_stats as s', 's.collection_id', 'collections.id')
+          .select([
+            'collections.id',
+            'text_search_config',
+            'bm25_k1',
+            'bm25_b',
+            'embedding_provider',
+            'embedding_model',
+            'embedding_dimensions',
+            sql<number>`coalesce(s.chunk_count, 0)::float8`.as('chunk_count'),
+            // Vectors in the shared HNSW index of this dimension (all collections; planner estimate).
+            sql<number>`coalesce((select greatest(reltuples, 0) from pg_class
                                 where oid = to_regclass('chunk_embeddings_hnsw_' || embedding_dimensions)), 0)::float8`.as(
-            'index_rows',
-          ),
-        ])
-        .where('collections.workspace_id', '=', ws.id)
-        .where('deleted_at', 'is', null)
-        // Collections the caller may not see (their role, or the key's allowlist) do not exist here.
-        .where(visibleCollection(ws));
-      if (request.collections?.length) query = query.where('collections.id', 'in', request.collections);
-      return query.execute();
-    });
+              'index_rows',
+            ),
+          ])
+          .where('collections.workspace_id', '=', ws.id)
+          .where('deleted_at', 'is', null)
+          // Collections the caller may not see (their role, or the key's allowlist) do not exist here.
+          .where(visibleCollection(ws));
+        if (request.collections?.length) query = query.where('collections.id', 'in', request.collections);
+        return [query];
+      }),
+    );
     if (request.collections?.length && collections.length !== new Set(request.collections).size)
       throw new AppError('not_found', { detail: 'No such collection' });
 
-    // Query vectors, one per distinct model (embedded outside any transaction).
-    const vectors = new Map<string, number[]>();
+    // The lexical ranking starts at once; the vector ranking once the query is embedded (outside any
+    // transaction), so a slow embedding provider hides the lexical side instead of adding to it. Each
+    // ranking has its own snapshot (on PGlite, which has one connection, they take turns): BM25's
+    // statistics and postings must agree with each other, not with the vectors; a chunk deleted
+    // meanwhile is simply missing when the hits are read.
+    const documentCondition = hasDocumentFilter(request.filters)
+      ? documentFilter(request.filters)
+      : undefined;
+    const lexicalWork: LexicalWork[] = [];
+    const lexicalLists: Promise<Ranked[][]> =
+      request.mode === 'vector'
+        ? Promise.resolve([])
+        : this.#timed('lexical', () =>
+            withTenant(
+              this.db,
+              ws.id,
+              async (trx) => {
+                const lists: Ranked[][] = [];
+                for (const c of collections) {
+                  const { ranked, work } = await lexicalRanking(trx, c, request.query, candidates, {
+                    documentFilter: documentCondition,
+                  });
+                  lists.push(ranked);
+                  lexicalWork.push(work);
+                }
+                return lists;
+              },
+              { snapshot: true },
+            ),
+          );
     let queryVectorCache: CacheOutcome | null = null;
-    if (request.mode !== 'lexical') {
+    const vectorLists = async (): Promise<Ranked[][]> => {
+      if (request.mode === 'lexical') return [];
+      // Query vectors, one per distinct model.
+      const embedStarted = performance.now();
+      const vectors = new Map<string, number[]>();
       for (const c of collections) {
         if (!c.embedding_provider || !c.embedding_model || vectors.has(modelKey(c))) continue;
         const provider = this.embeddings?.get({
@@ -260,56 +310,31 @@ export class SearchService {
           // Hybrid degrades to lexical when the embedding provider is down.
         }
       }
+      this.#onPhase('embed', performance.now() - embedStarted);
       if (request.mode === 'vector' && vectors.size === 0)
         throw new AppError('validation_failed', {
           detail: 'vector search needs a collection with an embedding model',
           extensions: { errors: [{ in: 'body', path: '/mode', message: 'no collection has embeddings' }] },
         });
-    }
-
-    // The two lists are computed at the same time, each in its own snapshot (on PGlite, which has one
-    // connection, one after the other). BM25's statistics and postings must agree with each other, not
-    // with the vectors; a chunk deleted meanwhile is simply missing when the hits are read.
-    const documentCondition = hasDocumentFilter(request.filters)
-      ? documentFilter(request.filters)
-      : undefined;
-    const lexicalWork: LexicalWork[] = [];
-    const [lexical, vector] = await Promise.all([
-      request.mode === 'vector'
-        ? []
-        : withTenant(
-            this.db,
-            ws.id,
-            async (trx) => {
-              const lists: Ranked[][] = [];
-              for (const c of collections) {
-                const { ranked, work } = await lexicalRanking(trx, c, request.query, candidates, {
-                  documentFilter: documentCondition,
-                });
-                lists.push(ranked);
-                lexicalWork.push(work);
-              }
-              return lists;
-            },
-            { snapshot: true },
-          ),
-      request.mode === 'lexical' || vectors.size === 0
-        ? []
-        : withTenant(this.db, ws.id, async (trx) => {
-            const lists: Ranked[][] = [];
-            for (const c of collections) {
-              const v = vectors.get(modelKey(c));
-              if (v)
-                lists.push(
-                  await vectorRanking(trx, c, v, request.filters, candidates, {
-                    efSearch: request.efSearch ?? Math.max(2 * candidates, 40),
-                    exact: request.exact ?? exactScan(c.chunk_count, c.index_rows, this.#exactBelow),
-                  }),
-                );
-            }
-            return lists;
-          }),
-    ]);
+      if (vectors.size === 0) return [];
+      return this.#timed('vector', () =>
+        withTenant(this.db, ws.id, async (trx) => {
+          const lists: Ranked[][] = [];
+          for (const c of collections) {
+            const v = vectors.get(modelKey(c));
+            if (v)
+              lists.push(
+                await vectorRanking(trx, c, v, request.filters, candidates, {
+                  efSearch: request.efSearch ?? Math.max(2 * candidates, 40),
+                  exact: request.exact ?? exactScan(c.chunk_count, c.index_rows, this.#exactBelow),
+                }),
+              );
+          }
+          return lists;
+        }),
+      );
+    };
+    const [lexical, vector] = await Promise.all([lexicalLists, vectorLists()]);
 
     // Several collections: each list is already best-first; merge by score within a kind.
     const lexicalList = mergeByScore(lexical).slice(0, candidates);
@@ -325,63 +350,66 @@ export class SearchService {
     };
     if (top.length === 0) return { ...result, hits: [] };
     const ids = top.map((item) => item.id);
-    return withTenant(this.db, ws.id, async (trx) => {
-      const { rows } = await sql<{
-        id: string;
-        document_id: string;
-        collection_id: string;
-        title: string;
-        external_id: string | null;
-        text: string;
-        snippet: string;
-        heading_path: string[];
-        page: number | null;
-        page_end: number | null;
-        char_start: number;
-        char_end: number;
-      }>`
-        select c.id, c.document_id, c.collection_id, d.title, d.external_id, c.text, c.heading_path, c.page,
-               c.page_end, c.char_start, c.char_end,
-               ts_headline(col.text_search_config::regconfig, c.text,
-                           websearch_to_tsquery(col.text_search_config::regconfig, ${request.query}),
-                           'StartSel=<mark>, StopSel=</mark>, MaxWords=35, MinWords=15, MaxFragments=2') as snippet
-        from chunks c join documents d on d.id = c.document_id join collections col on col.id = c.collection_id
-        where c.id = any(${ids}::uuid[])
-      `.execute(trx);
-      const byId = new Map(rows.map((r) => [r.id, r]));
-      const hits: SearchHit[] = [];
-      for (const s of top) {
-        const r = byId.get(s.id);
-        if (!r) continue;
-        hits.push({
-          chunkId: r.id,
-          documentId: r.document_id,
-          collectionId: r.collection_id,
-          documentTitle: r.title,
-          externalId: r.external_id,
-          text: r.text,
-          snippet: r.snippet,
-          headingPath: r.heading_path,
-          page: r.page,
-          pageEnd: r.page_end,
-          charStart: r.char_start,
-          charEnd: r.char_end,
-          scores: {
-            lexical: s.lexical?.score ?? null,
-            vector: s.vector?.score ?? null,
-            // One list alone: its own score (BM25, cosine) says more than an RRF value.
-            fused:
-              request.mode === 'lexical'
-                ? (s.lexical?.score ?? 0)
-                : request.mode === 'vector'
-                  ? (s.vector?.score ?? 0)
-                  : s.score,
-          },
-          ranks: { lexical: s.lexical?.rank ?? null, vector: s.vector?.rank ?? null },
-        });
-      }
-      return { ...result, hits };
-    });
+    const [rows] = await this.#timed('hits', () =>
+      tenantRead(this.db, ws.id, (q) => [
+        q
+          .selectFrom('chunks as c')
+          .innerJoin('documents as d', 'd.id', 'c.document_id')
+          .innerJoin('collections as col', 'col.id', 'c.collection_id')
+          .select([
+            'c.id',
+            'c.document_id',
+            'c.collection_id',
+            'd.title',
+            'd.external_id',
+            'c.text',
+            'c.heading_path',
+            'c.page',
+            'c.page_end',
+            'c.char_start',
+            'c.char_end',
+            sql<string>`ts_headline(col.text_search_config::regconfig, c.text,
+                        websearch_to_tsquery(col.text_search_config::regconfig, ${request.query}),
+                        'StartSel=<mark>, StopSel=</mark>, MaxWords=35, MinWords=15, MaxFragments=2')`.as(
+              'snippet',
+            ),
+          ])
+          .where('c.id', '=', sql<string>`any(${ids}::uuid[])`),
+      ]),
+    );
+    const byId = new Map(rows.map((r) => [r.id, r]));
+    const hits: SearchHit[] = [];
+    for (const s of top) {
+      const r = byId.get(s.id);
+      if (!r) continue;
+      hits.push({
+        chunkId: r.id,
+        documentId: r.document_id,
+        collectionId: r.collection_id,
+        documentTitle: r.title,
+        externalId: r.external_id,
+        text: r.text,
+        snippet: r.snippet,
+        headingPath: r.heading_path,
+        page: r.page,
+        pageEnd: r.page_end,
+        charStart: r.char_start,
+        charEnd: r.char_end,
+        scores: {
+          lexical: s.lexical?.score ?? null,
+          vector: s.vector?.score ?? null,
+          // One list alone: its own score (BM25, cosine) says more than an RRF value.
+          fused:
+            request.mode === 'lexical'
+              ? (s.lexical?.score ?? 0)
+              : request.mode === 'vector'
+                ? (s.vector?.score ?? 0)
+                : s.score,
+        },
+        ranks: { lexical: s.lexical?.rank ?? null, vector: s.vector?.rank ?? null },
+      });
+    }
+    return { ...result, hits };
   }
 }
 
