@@ -50,7 +50,7 @@ import { sql } from 'kysely';
 import { operatorContext } from '../src/cli/ingest.js';
 import { loadConfig } from '../src/config.js';
 import { CollectionService } from '../src/modules/collections/service.js';
-import { type SearchMode, SearchService } from '../src/modules/search/service.js';
+import { type SearchMode, type SearchPhase, SearchService } from '../src/modules/search/service.js';
 import { percentile } from '../src/modules/search/eval/run.js';
 import type { EmbeddingProviderName } from '../src/ai/embeddings/index.js';
 import { createLogger } from '../src/platform/logger.js';
@@ -532,8 +532,13 @@ async function main() {
       for (const concurrency of options.concurrency) {
         if (aborted()) break;
         log(`Measuring ${mode} at concurrency ${concurrency}: ${queries.length} queries`);
-        const result = await runQueries(
-          new SearchService(db, runtime.embeddings, searchOptions),
+        // Where the time goes: each phase's own duration (they overlap: see SearchService).
+        const phaseTimes = new Map<SearchPhase, number[]>();
+        const onPhase = (phase: SearchPhase, ms: number) => {
+          phaseTimes.set(phase, [...(phaseTimes.get(phase) ?? []), ms]);
+        };
+        const measured = await runQueries(
+          new SearchService(db, runtime.embeddings, { ...searchOptions, onPhase }),
           ws,
           queries,
           {
@@ -545,11 +550,22 @@ async function main() {
             signal: controller.signal,
           },
         );
+        const phasesMs = Object.fromEntries(
+          [...phaseTimes].map(([phase, times]) => {
+            times.sort((a, b) => a - b);
+            const at = (q: number) => Math.round(percentile(times, q) * 10) / 10;
+            return [phase, { p50: at(0.5), p95: at(0.95) }];
+          }),
+        );
+        const result = { ...measured, phasesMs };
         results.push(result);
         log(
           `  ${mode} ×${concurrency}: p50 ${result.latencyMs.p50} ms, p95 ${result.latencyMs.p95} ms, ` +
             `p99 ${result.latencyMs.p99} ms, ${result.qps} q/s` +
-            (result.errors > 0 ? `, ${result.errors} errors (${result.firstError ?? ''})` : ''),
+            (result.errors > 0 ? `, ${result.errors} errors (${result.firstError ?? ''})` : '') +
+            `; phases p50/p95 ms: ${Object.entries(phasesMs)
+              .map(([phase, t]) => `${phase} ${t.p50}/${t.p95}`)
+              .join(', ')}`,
         );
         if (options.json) {
           const line = {
