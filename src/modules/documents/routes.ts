@@ -18,6 +18,7 @@ import Type from 'typebox';
 import { actingUserId, requireWorkspace } from '../../platform/auth/access.js';
 import { AppError } from '../../platform/errors.js';
 import { problemResponses } from '../../platform/http/problem.js';
+import { NullableResult } from '../../platform/http/schemas.js';
 import { auditContext } from '../audit/context.js';
 import { type AddDocumentInput, type DocumentRow, DocumentService } from './service.js';
 
@@ -37,20 +38,20 @@ const ExternalId = Type.String({
 const DocumentSchema = Type.Object({
   id: Uuid,
   collectionId: Uuid,
-  externalId: Type.Union([Type.String(), Type.Null()]),
+  externalId: NullableResult(Type.String()),
   title: Type.String(),
-  filename: Type.Union([Type.String(), Type.Null()]),
-  sourceUri: Type.Union([Type.String(), Type.Null()]),
-  mime: Type.Union([Type.String(), Type.Null()]),
-  sha256: Type.Union([Type.String(), Type.Null()]),
-  bytes: Type.Union([Type.Integer(), Type.Null()]),
+  filename: NullableResult(Type.String()),
+  sourceUri: NullableResult(Type.String()),
+  mime: NullableResult(Type.String()),
+  sha256: NullableResult(Type.String()),
+  bytes: NullableResult(Type.Integer()),
   status: Status,
-  error: Type.Union([Type.String(), Type.Null()], { description: 'Why processing failed (status `failed`)' }),
+  error: NullableResult(Type.String(), { description: 'Why processing failed (status `failed`)' }),
   version: Type.Integer({ description: 'Goes up each time the content is replaced or reprocessed' }),
   metadata: Metadata,
   chunkCount: Type.Integer(),
   tokenCount: Type.Integer(),
-  processedAt: Type.Union([Type.String({ format: 'date-time' }), Type.Null()]),
+  processedAt: NullableResult(Type.String({ format: 'date-time' })),
   createdAt: Type.String({ format: 'date-time' }),
   updatedAt: Type.String({ format: 'date-time' }),
 });
@@ -290,7 +291,7 @@ export const documentRoutes: FastifyPluginAsyncTypebox = async (app) => {
         response: {
           200: Type.Object({
             data: Type.Array(DocumentSchema),
-            nextCursor: Type.Union([Type.String(), Type.Null()], {
+            nextCursor: NullableResult(Type.String(), {
               description: 'Pass as `cursor` for the next page',
             }),
           }),
@@ -418,11 +419,11 @@ export const documentRoutes: FastifyPluginAsyncTypebox = async (app) => {
                 headingPath: Type.Array(Type.String()),
                 charStart: Type.Integer(),
                 charEnd: Type.Integer(),
-                page: Type.Union([Type.Integer(), Type.Null()]),
-                pageEnd: Type.Union([Type.Integer(), Type.Null()]),
+                page: NullableResult(Type.Integer()),
+                pageEnd: NullableResult(Type.Integer()),
               }),
             ),
-            nextAfter: Type.Union([Type.Integer(), Type.Null()]),
+            nextAfter: NullableResult(Type.Integer()),
           }),
           ...problemResponses(400, 401, 403, 404),
         },

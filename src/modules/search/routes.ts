@@ -8,6 +8,7 @@ import Type from 'typebox';
 import { requireWorkspace } from '../../platform/auth/access.js';
 import { AppError } from '../../platform/errors.js';
 import { problemResponses } from '../../platform/http/problem.js';
+import { NullableResult } from '../../platform/http/schemas.js';
 import { QueryVectorCache } from './query-vectors.js';
 import { DEFAULT_CONVEX_ALPHA, DEFAULT_RRF_K, type FusionOptions } from './fusion.js';
 import { MAX_SEARCH_DEPTH, SearchService } from './service.js';
@@ -163,12 +164,12 @@ const Hit = Type.Object({
   documentId: Uuid,
   collectionId: Uuid,
   documentTitle: Type.String(),
-  externalId: Type.Union([Type.String(), Type.Null()]),
+  externalId: NullableResult(Type.String()),
   text: Type.String(),
   snippet: Type.String({ description: 'Matching passages, terms in <mark>…</mark>' }),
   headingPath: Type.Array(Type.String()),
-  page: Type.Union([Type.Integer(), Type.Null()]),
-  pageEnd: Type.Union([Type.Integer(), Type.Null()]),
+  page: NullableResult(Type.Integer()),
+  pageEnd: NullableResult(Type.Integer()),
   charStart: Type.Integer({ description: 'Span in the document’s extracted text' }),
   charEnd: Type.Integer(),
   score: Type.Number({
@@ -177,10 +178,10 @@ const Hit = Type.Object({
   }),
   explain: Type.Optional(
     Type.Object({
-      lexical: Type.Union([Type.Number(), Type.Null()], { description: 'BM25 score' }),
-      vector: Type.Union([Type.Number(), Type.Null()], { description: 'Cosine similarity' }),
-      lexicalRank: Type.Union([Type.Integer(), Type.Null()]),
-      vectorRank: Type.Union([Type.Integer(), Type.Null()]),
+      lexical: NullableResult(Type.Number(), { description: 'BM25 score' }),
+      vector: NullableResult(Type.Number(), { description: 'Cosine similarity' }),
+      lexicalRank: NullableResult(Type.Integer()),
+      vectorRank: NullableResult(Type.Integer()),
     }),
   ),
 });
@@ -213,7 +214,7 @@ export const searchRoutes =
             200: Type.Object({
               mode: Type.String(),
               data: Type.Array(Hit),
-              nextCursor: Type.Union([Type.String(), Type.Null()], {
+              nextCursor: NullableResult(Type.String(), {
                 description: 'Pass as `cursor` (same body) for the next page; null on the last page',
               }),
               meta: Type.Object({
