@@ -21,6 +21,10 @@
  *    it (`CREATE INDEX`, with `--maintenance-work-mem`, default 8GB, so the graph is built in memory),
  *    as a bulk load would be; its build time is printed. The source's vectors stay in that index.
  *
+ * Run it on a benchmark database only: it works in one transaction (a failure leaves nothing behind,
+ * the dropped index included), which holds `chunk_embeddings` locked, so every search and embedding
+ * write on that database waits until the index is built (~11 minutes for 1M 512-d vectors here).
+ *
  * What it does not reproduce is the text variety of a really larger corpus: the copies' texts are the
  * source's. Measure the result with bench/search-latency.ts --reuse, and delete it with --drop (it is
  * an ordinary collection: deleting its workspace deletes it too).
