@@ -168,13 +168,13 @@ export async function ingestDocument(payload: DocumentJobPayload, ctx: JobContex
     ctx.log.info({ documentId: payload.documentId, skip: claimed.skip }, 'ingest skipped');
     return { skipped: claimed.skip };
   }
-  const { row: doc, row: collection } = claimed;
+  const doc = claimed.row;
   await setStatus(ctx, payload, doc.collection_id, 'parsing');
   const chunking: ChunkingSettings = {
     ...DEFAULT_CHUNKING,
-    ...(collection.chunking as Partial<ChunkingSettings>),
+    ...(doc.chunking as Partial<ChunkingSettings>),
   };
-  const embeds = collection.embedding_provider !== null;
+  const embeds = doc.embedding_provider !== null;
   const bytes = doc.bytes ?? 0;
   const streamFormat = doc.mime === null ? undefined : STREAMED_FORMATS[doc.mime];
 
@@ -238,7 +238,7 @@ export async function ingestDocument(payload: DocumentJobPayload, ctx: JobContex
         await insertChunks(
           trx,
           { ws, collectionId: doc.collection_id, documentId: doc.id },
-          collection.text_search_config,
+          doc.text_search_config,
           batch,
         );
         count += batch.length;

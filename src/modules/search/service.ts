@@ -1,7 +1,7 @@
 /**
  * Search over the chunks of one or more collections: lexical (exact Okapi BM25 over the collection's
- * postings lists, lexical.ts), vector (pgvector HNSW, cosine) and hybrid (reciprocal rank fusion of
- * both).
+ * postings lists, lexical.ts), vector (pgvector HNSW, cosine) and hybrid (both fused: a convex
+ * combination of normalised scores by default, reciprocal rank fusion on request; fusion.ts).
  *
  * A search reads the visible collections (one pipelined round trip, tenantRead), then ranks: the
  * lexical ranking starts at once, in its own REPEATABLE READ snapshot (BM25's statistics and postings
