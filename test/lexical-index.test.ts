@@ -10,11 +10,12 @@ import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { parseTsvector, ReferenceBm25 } from '../src/modules/search/eval/reference-bm25.js';
 import { compactCollection } from '../src/modules/search/compaction.js';
 import { COMPACTION_DELAY_SECONDS, requestCompaction } from '../src/modules/search/jobs.js';
+import { chunkIds } from '../src/modules/search/lexical.js';
 import { SearchService } from '../src/modules/search/service.js';
 import type { WorkspaceContext } from '../src/platform/auth/access.js';
 import type { Permission } from '../src/platform/auth/permissions.js';
 import type { Db } from '../src/platform/db/database.js';
-import { withTenant } from '../src/platform/db/tenant.js';
+import { tenantRead, withTenant } from '../src/platform/db/tenant.js';
 import { createTestApp, fastAuth, signUp, type SignedUp, type TestApp } from './helpers/app.js';
 import { drivers } from './helpers/database.js';
 import { authHeaders, type DocumentBody, waitForStatus } from './helpers/documents.js';
@@ -343,6 +344,47 @@ describe.each(drivers())('lexical index (%s)', (driver) => {
       await reindex(reservation);
       expect((await live()).base, reservation).toBe(end);
     }
+    await expectExact();
+  });
+
+  it('maps sequence numbers to chunks through live ranges only', async () => {
+    const db = t.db.database.db;
+    const doc = await add(collectionId, { text: text(3001, 900), externalId: 'm1' });
+    expect((await waitForStatus(t.app, owner, doc.id)).status).toBe('ready');
+    const range = async () => {
+      const { rows } = await sql<{ base: number; n: number }>`
+        select base::int as base, chunk_count as n from lexical_ranges where document_id = ${doc.id} and live`.execute(
+        db,
+      );
+      return rows[0] ?? { base: NaN, n: 0 };
+    };
+    const numbers = (r: { base: number; n: number }) => Array.from({ length: r.n }, (_, i) => r.base + i);
+    const idsOf = async (seqs: number[]) => {
+      const [rows] = await tenantRead(db, owner.workspaceId, () => [chunkIds(collectionId, seqs)]);
+      return rows.sort((a, b) => a.seq - b.seq).map((r) => r.id);
+    };
+    const { rows: chunks } = await sql<{ id: string }>`
+      select id from chunks where document_id = ${doc.id} order by ordinal`.execute(db);
+    const before = await range();
+    expect(before.n, 'several chunks').toBeGreaterThan(1);
+    expect(await idsOf(numbers(before))).toEqual(chunks.map((c) => c.id));
+
+    // Out of the index and back in: the same chunks get new numbers, the old range is dead. A ranking
+    // that read the old numbers before this must not map them to the chunks now at those ordinals.
+    await withTenant(db, owner.workspaceId, async (trx) => {
+      await trx.updateTable('documents').set({ status: 'parsing' }).where('id', '=', doc.id).execute();
+      await trx.updateTable('documents').set({ status: 'ready' }).where('id', '=', doc.id).execute();
+    });
+    const after = await range();
+    expect(after.base).toBeGreaterThanOrEqual(before.base + before.n);
+    expect(await idsOf(numbers(after))).toEqual(chunks.map((c) => c.id));
+    expect(await idsOf(numbers(before))).toEqual([]);
+    // Once compaction has purged the dead range, the numbers find the range before it: still nothing.
+    await compactCollection(db, owner.workspaceId, collectionId, { fanIn: 2 });
+    const { rows: dead } = await sql<{ n: number }>`
+      select count(*)::int as n from lexical_ranges where document_id = ${doc.id} and not live`.execute(db);
+    expect(dead[0]?.n).toBe(0);
+    expect(await idsOf(numbers(before))).toEqual([]);
     await expectExact();
   });
 

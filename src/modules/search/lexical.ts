@@ -4,23 +4,22 @@
  *
  *   score(c) = Σ_t w_t · tf·(k1 + 1) / (tf + k1·(1 − b + b·len/avgdl)),  w_t = ln(1 + (N − df + 0.5)/(df + 0.5))
  *
- * In one REPEATABLE READ transaction (the caller's), so that everything comes from one snapshot:
- *  1. the query's lexemes (the collection's text-search configuration), the collection's N, total
- *     length and numbering, and the dead ranges (documents that left the index, not yet purged);
- *  2. the postings lists of those lexemes, 8 bytes per posting, and with document filters the ranges
- *     of the documents that pass them;
- *  3. here: each term's document frequency (its live postings), weight, and every live posting's
+ Two round trips, each one tenant read (`tenantRead`: settings and statement pipelined):
+ *  1. one statement, so one snapshot for all of it: the collection's N, total length and numbering,
+ *     the dead ranges (documents that left the index, not yet purged), the postings lists of the
+ *     query's lexemes (the collection's text-search configuration), 8 bytes per posting, and with
+ *     document filters the ranges of the documents that pass them;
+ *  2. here: each term's document frequency (its live postings), weight, and every live posting's
  *     contribution summed per chunk in a dense array indexed by sequence number; the best `limit`;
- *  4. their chunk ids, from the sequence numbers.
+ *  3. their chunk ids, from the sequence numbers (a later snapshot: see `chunkIds`).
  *
  * Every posting of every query term is read, so the result is exact; what makes it fast is that a
  * posting is 8 bytes in a list read whole (a few dozen rows per term) instead of an index tuple, and
  * that the sum is a typed-array loop instead of a hash aggregate.
  */
-import { type RawBuilder, sql, type Transaction } from 'kysely';
-import type { DB } from '../../platform/db/schema.js';
-
-type Trx = Transaction<DB>;
+import { type RawBuilder, sql } from 'kysely';
+import type { Db } from '../../platform/db/database.js';
+import { rawRead, tenantRead } from '../../platform/db/tenant.js';
 
 export interface LexicalCollection {
   id: string;
@@ -44,17 +43,9 @@ export interface LexicalWork {
   postings: number;
 }
 
-interface Head {
-  lexemes: string[];
-  n: number;
-  avgdl: number;
-  next_seq: number;
-  dead_bases: number[];
-  dead_counts: number[];
-}
-
 export async function lexicalRanking(
-  trx: Trx,
+  db: Db,
+  workspaceId: string,
   collection: LexicalCollection,
   query: string,
   limit: number,
@@ -64,48 +55,29 @@ export async function lexicalRanking(
   } = {},
 ): Promise<{ ranked: Ranked[]; work: LexicalWork }> {
   const work: LexicalWork = { terms: 0, lists: 0, postings: 0 };
-  const { rows: heads } = await sql<Head>`
-    select (select coalesce(array_agg(distinct t.lexeme order by t.lexeme), '{}')
-            from unnest(to_tsvector(${collection.text_search_config}::regconfig, ${query})) t) as lexemes,
-           coalesce(max(s.chunk_count), 0)::float8 as n,
-           coalesce(max(s.total_length::float8 / nullif(s.chunk_count, 0)), 1) as avgdl,
-           coalesce(max(s.next_seq), 0)::int as next_seq,
-           (select coalesce(array_agg(r.base::int order by r.base), '{}') from lexical_ranges r
-            where r.collection_id = ${collection.id}::uuid and not r.live) as dead_bases,
-           (select coalesce(array_agg(r.chunk_count order by r.base), '{}') from lexical_ranges r
-            where r.collection_id = ${collection.id}::uuid and not r.live) as dead_counts
-    from collection_stats s where s.collection_id = ${collection.id}::uuid
-  `.execute(trx);
-  const head = heads[0];
-  if (!head || head.n === 0 || head.lexemes.length === 0) return { ranked: [], work };
-
-  // One index range per term, as a lateral join: robust when the planner's statistics are stale (a
-  // bulk load), where `lexeme = any(…)` may be planned as a scan of the whole collection. The lists
-  // travel as base64, not as bytea's hex text: a third fewer bytes to encode, send and parse (the
-  // lists dominate a query's time; measured 8.5 against 11.8 ms for 2.2 MB).
-  const { rows: encoded } = await sql<{ lexeme: string; postings: number; data: string }>`
-    select t.lexeme, p.postings, encode(p.data, 'base64') as data
-    from unnest(${head.lexemes}::text[]) t(lexeme)
-    cross join lateral (select p.postings, p.data from lexical_postings p
-                        where p.collection_id = ${collection.id}::uuid and p.lexeme = t.lexeme offset 0) p
-  `.execute(trx);
-  if (encoded.length === 0) return { ranked: [], work };
-  const lists = encoded.map((l) => ({ ...l, data: Buffer.from(l.data, 'base64') }));
+  const [rows] = await tenantRead(db, workspaceId, () => [
+    readIndex(collection, query, options.documentFilter),
+  ]);
+  const head = rows.find((r) => r.kind === 'head');
+  if (!head?.n || head.next_seq === null) return { ranked: [], work };
+  const nextSeq = head.next_seq;
+  const lists: { lexeme: string; postings: number; data: Buffer }[] = [];
+  for (const r of rows)
+    if (r.kind === 'list' && r.lexeme !== null && r.data !== null)
+      lists.push({ lexeme: r.lexeme, postings: r.postings ?? 0, data: Buffer.from(r.data, 'base64') });
+  if (lists.length === 0) return { ranked: [], work };
 
   // Postings to skip: dead ranges, and with filters every chunk outside the passing documents.
   let skip: Uint8Array | undefined;
   if (options.documentFilter) {
-    const { rows: allowed } = await sql<{ base: number; chunk_count: number }>`
-      select r.base::int as base, r.chunk_count from lexical_ranges r join documents d on d.id = r.document_id
-      where r.collection_id = ${collection.id}::uuid and r.live and ${options.documentFilter}
-    `.execute(trx);
-    if (allowed.length === 0) return { ranked: [], work };
-    skip = new Uint8Array(head.next_seq).fill(1);
-    for (const r of allowed) skip.fill(0, r.base, r.base + r.chunk_count);
+    const allowed = rows.find((r) => r.kind === 'allowed');
+    if (!allowed?.bases?.length) return { ranked: [], work };
+    skip = new Uint8Array(nextSeq).fill(1);
+    allowed.bases.forEach((base, i) => skip?.fill(0, base, base + (allowed.counts?.[i] ?? 0)));
   }
-  if (head.dead_bases.length > 0) {
-    skip ??= new Uint8Array(head.next_seq);
-    head.dead_bases.forEach((base, i) => skip?.fill(1, base, base + (head.dead_counts[i] ?? 0)));
+  if (head.bases?.length) {
+    skip ??= new Uint8Array(nextSeq);
+    head.bases.forEach((base, i) => skip?.fill(1, base, base + (head.counts?.[i] ?? 0)));
   }
 
   // Document frequencies: the live postings of each term.
@@ -127,8 +99,8 @@ export async function lexicalRanking(
   const b = collection.bm25_b;
   // tf·(k1 + 1) / (tf + k1·(1 − b) + (k1·b / avgdl)·len)
   const norm0 = k1 * (1 - b);
-  const normLength = (k1 * b) / head.avgdl;
-  const scores = new Float64Array(head.next_seq);
+  const normLength = (k1 * b) / (head.avgdl ?? 1);
+  const scores = new Float64Array(nextSeq);
   const touched: number[] = [];
   for (const list of lists) {
     const n = df.get(list.lexeme) ?? 0;
@@ -147,22 +119,91 @@ export async function lexicalRanking(
 
   const top = best(scores, touched, limit);
   if (top.length === 0) return { ranked: [], work };
-  const { rows } = await sql<{ seq: number; id: string }>`
-    select s.seq, c.id
-    from unnest(${top}::int[]) s(seq)
-    cross join lateral (select r.document_id, r.base from lexical_ranges r
-                        where r.collection_id = ${collection.id}::uuid and r.base <= s.seq
-                        order by r.base desc limit 1) r
-    join chunks c on c.document_id = r.document_id and c.ordinal = s.seq - r.base
-  `.execute(trx);
-  const ids = new Map(rows.map((r) => [r.seq, r.id]));
+  const [found] = await tenantRead(db, workspaceId, () => [chunkIds(collection.id, top)]);
+  const ids = new Map(found.map((r) => [r.seq, r.id]));
   const ranked: Ranked[] = [];
   for (const seq of top) {
     const id = ids.get(seq);
-    // Always found: a live number belongs to a live range whose chunks exist in this snapshot.
+    // Missing only when its document left the index since the postings were read.
     if (id !== undefined) ranked.push({ id, score: scores[seq] ?? 0 });
   }
   return { ranked, work };
+}
+
+/** One row of {@link readIndex}: the statistics (`head`), a postings list, or the filter's ranges. */
+interface IndexRow {
+  kind: 'head' | 'list' | 'allowed';
+  lexeme: string | null;
+  postings: number | null;
+  /** The list's postings, base64. */
+  data: string | null;
+  n: number | null;
+  avgdl: number | null;
+  next_seq: number | null;
+  /** `head`: the dead ranges; `allowed`: the live ranges of the documents passing the filter. */
+  bases: number[] | null;
+  counts: number[] | null;
+}
+
+/**
+ * Everything the ranking reads, as ONE statement so that it reads one snapshot (BM25's statistics,
+ * the dead ranges and the postings agree) in one round trip: the statistics row, the lists of the
+ * query's lexemes, and with a filter the ranges of the documents that pass it.
+ *
+ * One index range per term, as a lateral join: robust when the planner's statistics are stale (a bulk
+ * load), where `lexeme = any(…)` may be planned as a scan of the whole collection. The lists travel as
+ * base64, not as bytea's hex text: a third fewer bytes to encode, send and parse (the lists dominate
+ * a query's time; measured 8.5 against 11.8 ms for 2.2 MB).
+ */
+function readIndex(
+  collection: LexicalCollection,
+  query: string,
+  documentFilter: RawBuilder<unknown> | undefined,
+) {
+  const id = sql`${collection.id}::uuid`;
+  const allowed = documentFilter
+    ? sql`
+      union all
+      select 'allowed', null, null, null, null, null, null, array_agg(r.base::int), array_agg(r.chunk_count)
+      from lexical_ranges r join documents d on d.id = r.document_id
+      where r.collection_id = ${id} and r.live and ${documentFilter}`
+    : sql``;
+  return rawRead(sql<IndexRow>`
+    select 'head' as kind, null::text as lexeme, null::int as postings, null::text as data,
+           s.chunk_count::float8 as n,
+           coalesce(s.total_length::float8 / nullif(s.chunk_count, 0), 1) as avgdl,
+           s.next_seq::int as next_seq,
+           (select array_agg(r.base::int order by r.base) from lexical_ranges r
+            where r.collection_id = ${id} and not r.live) as bases,
+           (select array_agg(r.chunk_count order by r.base) from lexical_ranges r
+            where r.collection_id = ${id} and not r.live) as counts
+    from collection_stats s where s.collection_id = ${id}
+    union all
+    select 'list', t.lexeme, p.postings, encode(p.data, 'base64'), null, null, null, null, null
+    from unnest(array(select distinct l.lexeme
+                      from unnest(to_tsvector(${collection.text_search_config}::regconfig, ${query})) l)) t(lexeme)
+    cross join lateral (select p.postings, p.data from lexical_postings p
+                        where p.collection_id = ${id} and p.lexeme = t.lexeme offset 0) p
+    ${allowed}
+  `);
+}
+
+/**
+ * The chunk ids of sequence numbers: each number's range (the last one starting at or below it) and
+ * the chunk at that ordinal of the range's document. Read after the postings, in a later snapshot, so
+ * a number whose document has left the index meanwhile (its range dead, or purged so that an earlier
+ * range is found) yields nothing instead of another document's chunk.
+ */
+export function chunkIds(collectionId: string, seqs: number[]) {
+  return rawRead(sql<{ seq: number; id: string }>`
+    select s.seq, c.id
+    from unnest(${seqs}::int[]) s(seq)
+    cross join lateral (select r.document_id, r.base, r.chunk_count, r.live from lexical_ranges r
+                        where r.collection_id = ${collectionId}::uuid and r.base <= s.seq
+                        order by r.base desc limit 1) r
+    join chunks c on c.document_id = r.document_id and c.ordinal = s.seq - r.base
+    where r.live and s.seq < r.base + r.chunk_count
+  `);
 }
 
 /** A view for reading a list's postings (big-endian int4, int2, int2 at each multiple of 8). */

@@ -13,21 +13,18 @@
  * rankings, so a filtered search never loses results to a LIMIT applied first. Every query runs as the
  * caller's tenant (row-level security).
  */
-import { sql, type Transaction } from 'kysely';
+import { type Compilable, sql } from 'kysely';
 import type { EmbeddingProviderName, EmbeddingProviders } from '../../ai/embeddings/index.js';
 import { EmbeddingError } from '../../ai/embeddings/types.js';
 import { assertPermission, type WorkspaceContext } from '../../platform/auth/access.js';
 import type { Db } from '../../platform/db/database.js';
-import type { DB } from '../../platform/db/schema.js';
 import { INDEXED_EMBEDDING_DIMENSIONS } from '../../platform/db/schema.js';
-import { tenantRead, withTenant } from '../../platform/db/tenant.js';
+import { rawRead, tenantRead } from '../../platform/db/tenant.js';
 import { AppError } from '../../platform/errors.js';
 import { visibleCollection } from '../../platform/auth/collection-access.js';
 import { DEFAULT_FUSION, type FusionOptions, fuse } from './fusion.js';
 import { type LexicalWork, lexicalRanking, type Ranked } from './lexical.js';
 import { type CacheOutcome, QueryVectorCache } from './query-vectors.js';
-
-type Trx = Transaction<DB>;
 
 export type SearchMode = 'hybrid' | 'lexical' | 'vector';
 
@@ -126,27 +123,32 @@ const hasDocumentFilter = (f: SearchFilters | undefined): boolean =>
   [f?.documentIds, f?.externalIds, f?.mime].some((list) => (list?.length ?? 0) > 0) ||
   [f?.metadata, f?.createdAfter, f?.createdBefore].some((value) => value !== undefined);
 
-/** Nearest chunks by cosine distance; `score` = cosine similarity. */
-async function vectorRanking(
-  trx: Trx,
+/** The HNSW settings of the vector statements that follow in the same tenant read. */
+function hnswSettings(efSearch: number) {
+  // iterative_scan: filtered-out candidates must not shrink the result (pgvector >= 0.8).
+  return rawRead(sql<{ ef: string; scan: string }>`
+    select set_config('hnsw.ef_search', ${String(efSearch)}, true) as ef,
+           set_config('hnsw.iterative_scan', 'relaxed_order', true) as scan`);
+}
+
+/**
+ * Nearest chunks by cosine distance (`distance`; score = 1 − distance): through the dimension's HNSW
+ * index (after {@link hnswSettings} in the same tenant read) or, with `exact`, by a scan.
+ */
+function vectorStatement(
   collection: CollectionInfo,
   vector: number[],
   filters: SearchFilters | undefined,
   limit: number,
-  options: { efSearch: number; exact: boolean },
-): Promise<Ranked[]> {
+  indexed: boolean,
+) {
   const dims = collection.embedding_dimensions ?? 0;
   const literal = `[${vector.join(',')}]`;
-  const indexed = (INDEXED_EMBEDDING_DIMENSIONS as readonly number[]).includes(dims) && !options.exact;
-  if (indexed) {
-    // iterative_scan: filtered-out candidates must not shrink the result (pgvector >= 0.8).
-    await sql`select set_config('hnsw.ef_search', ${String(options.efSearch)}, true),
-                     set_config('hnsw.iterative_scan', 'relaxed_order', true)`.execute(trx);
-  }
   // The index matches only when the query repeats its expression `embedding::vector(N)`.
   const distance = sql`e.embedding::vector(${sql.raw(String(dims))}) <=> ${literal}::vector(${sql.raw(String(dims))})`;
-  const { rows } = indexed
-    ? await sql<{ id: string; distance: number }>`
+  return rawRead(
+    indexed
+      ? sql<{ id: string; distance: number }>`
         select c.id, ${distance} as distance
         from chunk_embeddings e
         join chunks c on c.id = e.chunk_id
@@ -155,9 +157,9 @@ async function vectorRanking(
           and e.dimensions = ${dims} and ${documentFilter(filters)}
         order by ${distance}
         limit ${limit}
-      `.execute(trx)
-    : // Exact: distances first (the fence keeps the 2 KB vectors out of the sort), then the filters.
-      await sql<{ id: string; distance: number }>`
+      `
+      : // Exact: distances first (the fence keeps the 2 KB vectors out of the sort), then the filters.
+        sql<{ id: string; distance: number }>`
         select c.id, x.distance
         from (select e.chunk_id, e.embedding <=> ${literal}::vector as distance
               from chunk_embeddings e
@@ -169,8 +171,8 @@ async function vectorRanking(
         where ${documentFilter(filters)}
         order by x.distance, c.id
         limit ${limit}
-      `.execute(trx);
-  return rows.map((r) => ({ id: r.id, score: 1 - r.distance }));
+      `,
+  );
 }
 
 /** Below this many searchable chunks a collection's vectors are scanned exactly (no HNSW). */
@@ -269,24 +271,17 @@ export class SearchService {
     const lexicalLists: Promise<Ranked[][]> =
       request.mode === 'vector'
         ? Promise.resolve([])
-        : this.#timed('lexical', () =>
-            withTenant(
-              this.db,
-              ws.id,
-              async (trx) => {
-                const lists: Ranked[][] = [];
-                for (const c of collections) {
-                  const { ranked, work } = await lexicalRanking(trx, c, request.query, candidates, {
-                    documentFilter: documentCondition,
-                  });
-                  lists.push(ranked);
-                  lexicalWork.push(work);
-                }
-                return lists;
-              },
-              { snapshot: true },
-            ),
-          );
+        : this.#timed('lexical', async () => {
+            const lists: Ranked[][] = [];
+            for (const c of collections) {
+              const { ranked, work } = await lexicalRanking(this.db, ws.id, c, request.query, candidates, {
+                documentFilter: documentCondition,
+              });
+              lists.push(ranked);
+              lexicalWork.push(work);
+            }
+            return lists;
+          });
     let queryVectorCache: CacheOutcome | null = null;
     const vectorLists = async (): Promise<Ranked[][]> => {
       if (request.mode === 'lexical') return [];
@@ -317,22 +312,25 @@ export class SearchService {
           extensions: { errors: [{ in: 'body', path: '/mode', message: 'no collection has embeddings' }] },
         });
       if (vectors.size === 0) return [];
-      return this.#timed('vector', () =>
-        withTenant(this.db, ws.id, async (trx) => {
-          const lists: Ranked[][] = [];
-          for (const c of collections) {
-            const v = vectors.get(modelKey(c));
-            if (v)
-              lists.push(
-                await vectorRanking(trx, c, v, request.filters, candidates, {
-                  efSearch: request.efSearch ?? Math.max(2 * candidates, 40),
-                  exact: request.exact ?? exactScan(c.chunk_count, c.index_rows, this.#exactBelow),
-                }),
-              );
-          }
-          return lists;
-        }),
-      );
+      // One tenant read for every collection: the HNSW settings, then one statement per collection.
+      const statements: Compilable<{ id: string; distance: number }>[] = [];
+      let indexed = false;
+      for (const c of collections) {
+        const v = vectors.get(modelKey(c));
+        if (!v) continue;
+        const exact = request.exact ?? exactScan(c.chunk_count, c.index_rows, this.#exactBelow);
+        const useIndex =
+          !exact && (INDEXED_EMBEDDING_DIMENSIONS as readonly number[]).includes(c.embedding_dimensions ?? 0);
+        indexed ||= useIndex;
+        statements.push(vectorStatement(c, v, request.filters, candidates, useIndex));
+      }
+      const settings = indexed ? [hnswSettings(request.efSearch ?? Math.max(2 * candidates, 40))] : [];
+      return this.#timed('vector', async () => {
+        const results = await tenantRead(this.db, ws.id, () => [...settings, ...statements]);
+        return (results.slice(settings.length) as { id: string; distance: number }[][]).map((rows) =>
+          rows.map((r) => ({ id: r.id, score: 1 - r.distance })),
+        );
+      });
     };
     const [lexical, vector] = await Promise.all([lexicalLists, vectorLists()]);
 
@@ -374,7 +372,10 @@ export class SearchService {
               'snippet',
             ),
           ])
-          .where('c.id', '=', sql<string>`any(${ids}::uuid[])`),
+          .where('c.id', '=', sql<string>`any(${ids}::uuid[])`)
+          // Read after the rankings: a document deleted or re-queued since then is not a hit.
+          .where('d.deleted_at', 'is', null)
+          .where('d.status', 'in', ['searchable', 'ready']),
       ]),
     );
     const byId = new Map(rows.map((r) => [r.id, r]));

@@ -18,6 +18,7 @@ import {
   PostgresIntrospector,
   PostgresQueryCompiler,
   type QueryCreator,
+  type RawBuilder,
   sql,
   type Transaction,
 } from 'kysely';
@@ -156,6 +157,17 @@ export async function tenantRead<const Q extends readonly Compilable[]>(
 }
 
 const READ_ONLY_SQL = /^\s*(select|with)\s/i;
+
+/**
+ * A raw SQL read (`sql\`select …\``) as a statement for `tenantRead`, compiled by its compile-only
+ * builder.
+ *
+ * @example
+ *   const [rows] = await tenantRead(db, ws.id, () => [rawRead(sql<{ n: number }>`select 1 as n`)]);
+ */
+export function rawRead<O>(query: RawBuilder<O>): Compilable<O> {
+  return { compile: () => query.compile(COMPILER) };
+}
 
 /** Placeholder for the value at `index` while a template is built: it cannot occur in real input. */
 const PLACEHOLDER_START = '\u0000larder:';
