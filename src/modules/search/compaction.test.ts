@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { mergePlan } from './compaction.js';
-import { best } from './lexical.js';
+import { best, int16At, POSTING_BYTES, postingsView, seqAt } from './lexical.js';
 
 const list = (id: string, postings: number, merged = true) => ({ id, lexeme: 'x', postings, merged });
 const tier = (postings: number) => Math.floor(Math.log2(postings) / 2);
@@ -102,5 +102,26 @@ describe('best', () => {
     const candidates = Array.from({ length: 5000 }, (_, i) => i).filter((i) => i % 3 !== 0);
     const sorted = [...candidates].sort((a, b) => (scores[b] ?? 0) - (scores[a] ?? 0) || a - b);
     for (const k of [1, 10, 50, 1000]) expect(best(scores, candidates, k)).toEqual(sorted.slice(0, k));
+  });
+});
+
+describe('posting reads', () => {
+  it('decode big-endian int4 and int2 exactly like a DataView, whatever the byte values', () => {
+    const data = new Uint8Array(POSTING_BYTES * 4096);
+    let seed = 7;
+    for (let i = 0; i < data.length; i++) {
+      seed = (seed * 48271) % 2147483647;
+      data[i] = seed & 0xff;
+    }
+    // And the extremes: the largest numbers and the values with the high bit set.
+    new DataView(data.buffer).setInt32(0, 2147483647);
+    new DataView(data.buffer).setInt16(4, 32767);
+    new DataView(data.buffer).setInt16(6, -1);
+    const view = postingsView(data);
+    for (let at = 0; at < data.length; at += POSTING_BYTES) {
+      expect(seqAt(data, at)).toBe(view.getInt32(at));
+      expect(int16At(data, at + 4)).toBe(view.getInt16(at + 4));
+      expect(int16At(data, at + 6)).toBe(view.getInt16(at + 6));
+    }
   });
 });
