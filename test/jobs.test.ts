@@ -80,13 +80,35 @@ describe.each(drivers())('job queue (%s)', (driver) => {
     },
   });
 
+  const batches: string[][] = [];
+  const batchOne = (key: string) =>
+    key.endsWith('-bad') ? Promise.reject(new Error(`${key} fails`)) : Promise.resolve({ key });
+  const batched = defineJob({
+    name: 'test.batched',
+    payload: Type.Object({ key: Type.String() }),
+    retry: { limit: 0, delaySeconds: 0, backoff: false },
+    deadLetter: 'test.dead',
+    handler: ({ key }) => batchOne(key),
+    batch: {
+      size: 8,
+      handler: (items) => {
+        batches.push(items.map((i) => i.payload.key).sort());
+        return Promise.allSettled(items.map((i) => batchOne(i.payload.key)));
+      },
+    },
+  });
+
   beforeAll(async () => {
     t = await createTestDatabase(driver);
-    jobs = new JobQueue(jobDeps(t.config, t.database, silentLogger), [purgeExpiredJob, flaky, dead, doomed], {
-      work: true,
-      concurrency: 1,
-      pollingIntervalSeconds: 0.5,
-    });
+    jobs = new JobQueue(
+      jobDeps(t.config, t.database, silentLogger),
+      [purgeExpiredJob, flaky, dead, doomed, batched],
+      {
+        work: true,
+        concurrency: 1,
+        pollingIntervalSeconds: 0.5,
+      },
+    );
     await jobs.start();
   });
   afterAll(async () => {
@@ -173,6 +195,17 @@ describe.each(drivers())('job queue (%s)', (driver) => {
     await waitFor(async () => (buried.includes(key) ? true : null), 'dead letter to run');
     expect(doomedAttempts).toEqual([0, 1]);
     expect(doomedLast).toEqual([false, true]);
+  });
+
+  it('runs waiting jobs in one batch; a job that fails in it fails alone, to its dead letter', async () => {
+    const keys = ['a', 'b-bad', 'c', 'd'].map((k) => `${driver}-${k}`);
+    const ids = await t.database.db
+      .transaction()
+      .execute(async (trx) => Promise.all(keys.map((key) => jobs.send(batched, { key }, { trx }))));
+    await waitFor(async () => (buried.includes(`${driver}-b-bad`) ? true : null), 'dead letter to run');
+    expect(batches, JSON.stringify(batches)).toContainEqual([...keys].sort());
+    const states = await Promise.all(ids.map((id) => jobs.state(batched, id ?? '')));
+    expect(states.map((s) => s?.state)).toEqual(['completed', 'failed', 'completed', 'completed']);
   });
 
   it('enqueues inside a transaction: a rollback leaves no job behind', async () => {

@@ -7,6 +7,7 @@
  */
 import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { type DocumentJobPayload, ingestDocuments } from '../src/modules/documents/pipeline.js';
 import { parseTsvector, ReferenceBm25 } from '../src/modules/search/eval/reference-bm25.js';
 import { compactCollection } from '../src/modules/search/compaction.js';
 import { COMPACTION_DELAY_SECONDS, requestCompaction } from '../src/modules/search/jobs.js';
@@ -16,9 +17,13 @@ import type { WorkspaceContext } from '../src/platform/auth/access.js';
 import type { Permission } from '../src/platform/auth/permissions.js';
 import type { Db } from '../src/platform/db/database.js';
 import { tenantRead, withTenant } from '../src/platform/db/tenant.js';
+import type { LarderEvent } from '../src/platform/events/bus.js';
+import type { BatchItem } from '../src/platform/jobs/define.js';
 import { createTestApp, fastAuth, signUp, type SignedUp, type TestApp } from './helpers/app.js';
+import { silentLogger } from './helpers/config.js';
 import { drivers } from './helpers/database.js';
-import { authHeaders, type DocumentBody, waitForStatus } from './helpers/documents.js';
+import { authHeaders, type DocumentBody, upload, waitForStatus } from './helpers/documents.js';
+import { jobDeps } from './helpers/jobs.js';
 
 const WORDS =
   'apple pear plum orchard prune graft blossom bee hive honey soil compost water root leaf branch winter summer harvest cider'.split(
@@ -509,3 +514,190 @@ describe.each(drivers())('lexical index (%s)', (driver) => {
     expect(left.rows[0]?.n).toBe(0);
   });
 });
+
+/**
+ * The batched ingest (documents.ingest runs up to 16 waiting jobs at once, pipeline.ts
+ * `ingestDocuments`): one statement indexes the batch, so a lexeme's postings of every document of the
+ * batch land in one list, and each job still settles on its own. Called directly, with no worker
+ * running, so the test decides what is in the batch and what happens between its steps.
+ */
+describe.each(drivers())('lexical index, batched ingest (%s)', (driver) => {
+  let t: TestApp;
+  let owner: SignedUp;
+  /** Called with every event the batch publishes (the steps between its transactions). */
+  let onEvent: (event: LarderEvent) => Promise<void> = () => Promise.resolve();
+  const call = (method: 'POST' | 'DELETE', url: string, payload?: object) =>
+    t.app.inject({ method, url, headers: authHeaders(owner), ...(payload ? { payload } : {}) });
+  const add = async (collection: string, body: object) => {
+    const res = await call('POST', `/v1/collections/${collection}/documents`, body);
+    expect(res.statusCode, res.body).toBeLessThan(300);
+    return res.json<{ document: DocumentBody }>().document;
+  };
+  const items = (docs: DocumentBody[], lastAttempt = false): BatchItem<DocumentJobPayload>[] => {
+    const deps = jobDeps(t.db.config, t.db.database, silentLogger, {
+      publish: (event) => onEvent(event),
+      subscribe: () => () => undefined,
+      close: () => Promise.resolve(),
+    });
+    return docs.map((d) => ({
+      payload: { workspaceId: owner.workspaceId, documentId: d.id, version: d.version },
+      ctx: {
+        jobId: `test-${d.id}`,
+        retryCount: lastAttempt ? 4 : 0,
+        lastAttempt,
+        log: silentLogger,
+        deps,
+        queue: t.jobs,
+        signal: new AbortController().signal,
+      },
+    }));
+  };
+  const statusOf = async (id: string) =>
+    await t.db.database.db
+      .selectFrom('documents')
+      .select(['status', 'version'])
+      .where('id', '=', id)
+      .executeTakeFirstOrThrow();
+
+  beforeAll(async () => {
+    t = await createTestApp(driver, { configure: fastAuth });
+    owner = await signUp(t.app, `lexical-batch-${driver}@example.com`);
+  });
+  afterAll(async () => {
+    await t.close();
+  });
+
+  it('indexes a batch in shared lists, exactly, while one document is deleted, one re-queued and one fails', async () => {
+    const db = t.db.database.db;
+    const collection = (await call('POST', '/v1/collections', { name: 'Batch' })).json<{ id: string }>().id;
+    const fine = await Promise.all(
+      Array.from({ length: 5 }, (_, i) => add(collection, { text: text(100 + i), externalId: `b${i}` })),
+    );
+    const deleted = await add(collection, { text: text(200), externalId: 'deleted' });
+    const requeued = await add(collection, { text: text(201), externalId: 'requeued' });
+    const corrupt = await upload(t.app, owner, collection, {
+      filename: 'broken.pdf',
+      data: '%PDF-1.7\n garbage that is no pdf',
+    });
+    expect(corrupt.statusCode, corrupt.body).toBe(201);
+    const broken = corrupt.json<{ document: DocumentBody }>().document;
+    // Between the claim and the chunks: one document is deleted, another gets a new version.
+    let newVersion: DocumentBody | undefined;
+    onEvent = async (event) => {
+      if (event.type !== 'document.status_changed' || event.status !== 'parsing') return;
+      if (event.documentId === deleted.id)
+        expect((await call('DELETE', `/v1/documents/${deleted.id}`)).statusCode).toBe(204);
+      if (event.documentId === requeued.id)
+        newVersion = await add(collection, { text: text(301), externalId: 'requeued' });
+    };
+    const batch = [...fine, deleted, requeued, broken];
+    const results = await ingestDocuments(items(batch));
+    onEvent = () => Promise.resolve();
+
+    for (const result of results.slice(0, 5))
+      expect(result).toMatchObject({ status: 'fulfilled', value: { status: 'ready' } });
+    expect(results.slice(5)).toEqual([
+      { status: 'fulfilled', value: { skipped: 'stale' } },
+      { status: 'fulfilled', value: { skipped: 'stale' } },
+      { status: 'fulfilled', value: { failed: 'corrupt' } },
+    ]);
+    for (const d of fine) expect((await statusOf(d.id)).status).toBe('ready');
+    expect(await statusOf(requeued.id)).toEqual({ status: 'queued', version: requeued.version + 1 });
+    expect((await statusOf(broken.id)).status).toBe('failed');
+    await expectExact(t);
+    // One list per lexeme for the whole batch: 'appl' (apple) occurs in every document of it.
+    const { rows } = await sql<{ lists: number; postings: number; chunks: number }>`
+      select (select count(*)::int from lexical_postings where collection_id = ${collection} and lexeme = 'appl') as lists,
+             (select sum(postings)::int from lexical_postings where collection_id = ${collection} and lexeme = 'appl') as postings,
+             (select count(*)::int from chunks c join documents d on d.id = c.document_id
+              where d.collection_id = ${collection} and d.status = 'ready' and c.tsv @@ 'appl'::tsquery) as chunks`.execute(
+      db,
+    );
+    expect(rows[0]?.lists).toBe(1);
+    expect(rows[0]?.postings).toBe(rows[0]?.chunks);
+    expect(rows[0]?.postings).toBeGreaterThanOrEqual(fine.length);
+
+    // The new version, alone in its batch, and the deleted document's dead range purged later: exact.
+    expect(newVersion).toBeDefined();
+    const [again] = await ingestDocuments(items([newVersion!]));
+    expect(again).toMatchObject({ status: 'fulfilled', value: { status: 'ready' } });
+    await expectExact(t);
+  });
+
+  it('ingests one by one when the shared transaction fails, so one bad document fails alone', async () => {
+    const db = t.db.database.db;
+    const good = (await call('POST', '/v1/collections', { name: 'Good' })).json<{ id: string }>().id;
+    const bad = (await call('POST', '/v1/collections', { name: 'Bad' })).json<{ id: string }>().id;
+    const docs = [
+      await add(good, { text: text(400), externalId: 'g0' }),
+      await add(bad, { text: text(401), externalId: 'x0' }),
+      await add(good, { text: text(402), externalId: 'g1' }),
+    ];
+    // A text-search configuration that no longer exists: inserting this collection's chunks fails.
+    await sql`update collections set text_search_config = 'no_such_config' where id = ${bad}`.execute(db);
+    const results = await ingestDocuments(items(docs));
+    expect(results.map((r) => r.status)).toEqual(['fulfilled', 'rejected', 'fulfilled']);
+    expect((await statusOf(docs[0]?.id ?? '')).status).toBe('ready');
+    expect((await statusOf(docs[2]?.id ?? '')).status).toBe('ready');
+    // Not lost: still in flight, its job retried (and on its last attempt marked failed, not kept).
+    expect((await statusOf(docs[1]?.id ?? '')).status).toBe('parsing');
+    await expectExact(t);
+    const [last] = await ingestDocuments(items([docs[1]!], true));
+    expect(last?.status).toBe('rejected');
+    expect((await statusOf(docs[1]?.id ?? '')).status).toBe('failed');
+    await expectExact(t);
+  });
+
+  it('numbers each document of a multi-document reservation with its own entry', async () => {
+    const db = t.db.database.db;
+    const collection = (await call('POST', '/v1/collections', { name: 'Reserved' })).json<{ id: string }>()
+      .id;
+    const docs = [
+      await add(collection, { text: text(500), externalId: 'r0' }),
+      await add(collection, { text: text(501), externalId: 'r1' }),
+    ];
+    const results = await ingestDocuments(items(docs));
+    expect(results.map((r) => r.status)).toEqual(['fulfilled', 'fulfilled']);
+    const ranges = async () =>
+      (
+        await sql<{ document_id: string; base: number; n: number }>`
+          select document_id, base::int as base, chunk_count as n from lexical_ranges
+          where collection_id = ${collection} and live order by base`.execute(db)
+      ).rows;
+    const before = await ranges();
+    expect(before).toHaveLength(2);
+    const reserved = await withTenant(db, owner.workspaceId, async (trx) => {
+      const total = before.reduce((s, r) => s + r.n, 0);
+      const { rows } = await sql<{ first: number }>`
+        select larder_lexical_reserve(${collection}::uuid, ${owner.workspaceId}::uuid, ${total})::int as first`.execute(
+        trx,
+      );
+      return rows[0]?.first ?? NaN;
+    });
+    // Both out of the index and back in with one statement each, the second document listed first.
+    const [a, b] = before as [(typeof before)[0], (typeof before)[0]];
+    await withTenant(db, owner.workspaceId, async (trx) => {
+      const ids = [a.document_id, b.document_id];
+      await trx.updateTable('documents').set({ status: 'parsing' }).where('id', 'in', ids).execute();
+      await sql`select set_config('larder.lexical_reservation',
+                ${`${b.document_id}:${reserved}:${b.n},${a.document_id}:${reserved + b.n}:${a.n}`}, true)`.execute(
+        trx,
+      );
+      await trx.updateTable('documents').set({ status: 'ready' }).where('id', 'in', ids).execute();
+    });
+    expect(await ranges()).toEqual([
+      { document_id: b.document_id, base: reserved, n: b.n },
+      { document_id: a.document_id, base: reserved + b.n, n: a.n },
+    ]);
+    await expectExact(t);
+  });
+});
+
+async function expectExact(t: TestApp) {
+  const drift = await indexDrift(t.db.database.db);
+  expect(drift.total, 'the check is not vacuous').toBeGreaterThan(0);
+  expect(drift.missing).toEqual([]);
+  expect(drift.extra).toEqual([]);
+  expect(drift.problems).toEqual([]);
+  return drift;
+}

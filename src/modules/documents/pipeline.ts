@@ -9,7 +9,9 @@
  *    lexically (a trigger), and enqueues the embed job. A crash at any point leaves the document
  *    unsearchable with its job to run again, or indexed with its embed job queued: never half
  *    indexed. Large plain-text/Markdown files are streamed through a windowed chunker so memory
- *    stays bounded.
+ *    stays bounded. Waiting documents are taken up to 16 at a time (one job each; `ingestDocuments`):
+ *    the small ones share both transactions, so the index trigger writes one postings list per
+ *    lexeme for all of them (migrations/0013_lexical_batch.sql).
  *
  *  embed (documents.embed): searchable → ready
  *    Chunks without a vector for the collection's model are embedded in batches. Each vector is
@@ -32,7 +34,7 @@ import { parseMarkdown } from '../../ai/parsing/markdown.js';
 import type { Db } from '../../platform/db/database.js';
 import type { DB, DocumentStatus } from '../../platform/db/schema.js';
 import { withTenant } from '../../platform/db/tenant.js';
-import type { JobContext } from '../../platform/jobs/define.js';
+import type { BatchItem, JobContext } from '../../platform/jobs/define.js';
 import { DEFAULT_CHUNKING, type ChunkingSettings } from '../collections/service.js';
 import { embedDocumentJob } from './jobs.js';
 import { requestCompaction } from '../search/jobs.js';
@@ -127,11 +129,141 @@ const describe = (error: unknown) => (error instanceof Error ? error.message : S
 // ---------------------------------------------------------------------------------------------------
 // Phase 1: parse, chunk, index lexically
 
+type Item = BatchItem<DocumentJobPayload>;
+
+interface ClaimedRow {
+  id: string;
+  collection_id: string;
+  mime: string | null;
+  filename: string | null;
+  bytes: number | null;
+  text_search_config: string;
+  chunking: unknown;
+  embedding_provider: string | null;
+}
+
+/** A claimed document on its way into the index. */
+interface Entry {
+  item: Item;
+  doc: ClaimedRow;
+  title: string | undefined;
+  mime: string | null;
+  /** Its chunks, in insert-sized batches; big streamed files read their bytes through `trx`. */
+  source: (trx: Trx) => AsyncIterable<Chunk[]>;
+}
+
+const chunkingOf = (doc: ClaimedRow): ChunkingSettings => ({
+  ...DEFAULT_CHUNKING,
+  ...(doc.chunking as Partial<ChunkingSettings>),
+});
+
+/** One document: a batch of one (see ingestDocuments). */
 export async function ingestDocument(payload: DocumentJobPayload, ctx: JobContext) {
+  const [result] = await ingestDocuments([{ payload, ctx }]);
+  if (result?.status === 'rejected') throw result.reason;
+  return result?.value;
+}
+
+/**
+ * Ingests the documents of several ingest jobs together, one result per item (a rejected item's job
+ * alone is retried). Per workspace, one transaction claims them all and reads the bytes of the small
+ * ones; those are parsed and chunked here, then share one transaction that stores their chunks and
+ * one that indexes them, so the index trigger writes one postings list per lexeme for all of them.
+ * A file too big to hold in memory (streamed formats above THREAD_THRESHOLD_BYTES) streams through
+ * its own two transactions, as do the documents of a batch whose shared transaction failed (so one
+ * bad document cannot take its neighbours with it).
+ */
+export async function ingestDocuments(items: Item[]): Promise<PromiseSettledResult<unknown>[]> {
+  const results = new Map<Item, PromiseSettledResult<unknown>>();
+  const done = (item: Item, value: unknown) => results.set(item, { status: 'fulfilled', value });
+  const byWorkspace = new Map<string, Item[]>();
+  for (const item of items)
+    byWorkspace.set(item.payload.workspaceId, [...(byWorkspace.get(item.payload.workspaceId) ?? []), item]);
+  for (const [ws, group] of byWorkspace) {
+    const first = group[0];
+    if (!first) continue;
+    let claimed: Awaited<ReturnType<typeof claim>>;
+    try {
+      claimed = await claim(first.ctx.deps.database.db, ws, group);
+    } catch (error) {
+      for (const item of group) results.set(item, await failed(item, error));
+      continue;
+    }
+    const batched: Entry[] = [];
+    const alone: { item: Item; prepare: () => Promise<Entry> }[] = [];
+    for (const item of group) {
+      const c = claimed.get(item);
+      if (c === undefined || 'skip' in c) {
+        const skip = c?.skip ?? 'stale';
+        item.ctx.log.info({ documentId: item.payload.documentId, skip }, 'ingest skipped');
+        done(item, { skipped: skip });
+        continue;
+      }
+      await setStatus(item.ctx, item.payload, c.doc.collection_id, 'parsing');
+      // Big files one at a time, each prepared only when its turn comes (memory stays bounded).
+      if (c.parts === undefined) {
+        alone.push({ item, prepare: () => prepare(item, c.doc, c.title, undefined) });
+        continue;
+      }
+      try {
+        batched.push(await prepare(item, c.doc, c.title, c.parts));
+      } catch (error) {
+        results.set(item, await failed(item, error));
+      }
+    }
+    if (batched.length > 1) {
+      try {
+        for (const [item, value] of await storeAndIndex(ws, batched)) done(item, value);
+        batched.length = 0;
+      } catch (error) {
+        first.ctx.log.warn(
+          { err: error, documents: batched.length },
+          'batch failed; ingesting its documents one by one',
+        );
+      }
+    }
+    const ones = [
+      ...batched.map((entry) => ({ item: entry.item, prepare: () => Promise.resolve(entry) })),
+      ...alone,
+    ];
+    for (const one of ones) {
+      try {
+        for (const [item, value] of await storeAndIndex(ws, [await one.prepare()])) done(item, value);
+      } catch (error) {
+        results.set(one.item, await failed(one.item, error));
+      }
+    }
+  }
+  return items.map(
+    (item) => results.get(item) ?? { status: 'rejected', reason: new Error('ingest left a job unsettled') },
+  );
+}
+
+/** What a failed document's job returns: a parse error fails the document, anything else is retried. */
+async function failed(item: Item, error: unknown): Promise<PromiseSettledResult<unknown>> {
+  const { payload, ctx } = item;
   const db = ctx.deps.database.db;
-  const ws = payload.workspaceId;
-  const claimed = await withTenant(db, ws, async (trx) => {
-    const row = await trx
+  try {
+    if (error instanceof ParseError) {
+      await fail(db, ctx, payload, `${error.reason}: ${error.message}`);
+      return { status: 'fulfilled', value: { failed: error.reason } };
+    }
+    if (ctx.lastAttempt) await fail(db, ctx, payload, `processing failed: ${describe(error)}`);
+  } catch (failure) {
+    return { status: 'rejected', reason: failure };
+  }
+  return { status: 'rejected', reason: error };
+}
+
+/**
+ * Claims the workspace's documents (queued → parsing) in one transaction, and reads the whole bytes of
+ * those that will be batched (everything but big streamed files). Duplicates (two jobs for one
+ * document in the batch) and stale jobs are skipped.
+ */
+async function claim(db: Db, ws: string, items: Item[]) {
+  return withTenant(db, ws, async (trx) => {
+    const ids = [...new Set(items.map((i) => i.payload.documentId))];
+    const rows = await trx
       .selectFrom('documents as d')
       .innerJoin('collections as c', 'c.id', 'd.collection_id')
       .select([
@@ -147,47 +279,87 @@ export async function ingestDocument(payload: DocumentJobPayload, ctx: JobContex
         'c.embedding_provider',
       ])
       .where('d.workspace_id', '=', ws)
-      .where('d.id', '=', payload.documentId)
+      .where('d.id', 'in', ids)
       .where('d.deleted_at', 'is', null)
+      .orderBy('d.id')
       .forUpdate('d')
-      .executeTakeFirst();
-    if (row?.version !== payload.version) return { skip: 'stale' as const };
-    if (row.status !== 'queued' && row.status !== 'parsing') return { skip: row.status };
-    if (row.status === 'queued')
+      .execute();
+    const byId = new Map(rows.map((r) => [r.id, r]));
+    const out = new Map<
+      Item,
+      { skip: string } | { doc: ClaimedRow; title: string | undefined; parts: Uint8Array[] | undefined }
+    >();
+    const taken = new Set<string>();
+    const whole: string[] = [];
+    const toParse: string[] = [];
+    for (const item of items) {
+      const row = byId.get(item.payload.documentId);
+      if (row?.version !== item.payload.version) out.set(item, { skip: 'stale' });
+      else if (row.status !== 'queued' && row.status !== 'parsing') out.set(item, { skip: row.status });
+      else if (taken.has(row.id)) out.set(item, { skip: 'duplicate' });
+      else {
+        taken.add(row.id);
+        if (row.status === 'queued') toParse.push(row.id);
+        if ((row.bytes ?? 0) <= THREAD_THRESHOLD_BYTES) whole.push(row.id);
+      }
+    }
+    if (toParse.length > 0)
       await trx
         .updateTable('documents')
         .set({ status: 'parsing' })
         .where('workspace_id', '=', ws)
-        .where('id', '=', row.id)
+        .where('id', 'in', toParse)
         .execute();
-    // A Markdown document's title is its first H1, read from its first bytes (the rest is streamed).
-    const title = row.mime === 'text/markdown' ? await markdownTitle(trx, ws, row.id) : undefined;
-    return { row, title };
+    const parts = new Map<string, Uint8Array[]>(whole.map((id) => [id, []]));
+    if (whole.length > 0) {
+      const blobs = await trx
+        .selectFrom('document_blobs')
+        .select(['document_id', 'data'])
+        .where('workspace_id', '=', ws)
+        .where('document_id', 'in', whole)
+        .orderBy('document_id')
+        .orderBy('part')
+        .execute();
+      for (const b of blobs) parts.get(b.document_id)?.push(b.data);
+    }
+    for (const item of items) {
+      if (out.has(item)) continue;
+      const row = byId.get(item.payload.documentId);
+      if (!row) continue;
+      const own = parts.get(row.id);
+      // A Markdown document's title is its first H1, read from its first bytes (the rest is streamed).
+      let title: string | undefined;
+      if (row.mime === 'text/markdown') {
+        const head =
+          own === undefined ? await markdownHead(trx, ws, row.id) : own[0]?.subarray(0, TITLE_HEAD_BYTES);
+        title = head === undefined ? undefined : parseMarkdown(decodeText(head).text).title;
+      }
+      out.set(item, { doc: row, title, parts: own });
+    }
+    return out;
   });
-  if ('skip' in claimed) {
-    ctx.log.info({ documentId: payload.documentId, skip: claimed.skip }, 'ingest skipped');
-    return { skipped: claimed.skip };
-  }
-  const doc = claimed.row;
-  await setStatus(ctx, payload, doc.collection_id, 'parsing');
-  const chunking: ChunkingSettings = {
-    ...DEFAULT_CHUNKING,
-    ...(doc.chunking as Partial<ChunkingSettings>),
-  };
-  const embeds = doc.embedding_provider !== null;
-  const bytes = doc.bytes ?? 0;
-  const streamFormat = doc.mime === null ? undefined : STREAMED_FORMATS[doc.mime];
+}
 
-  try {
-    let title = claimed.title;
-    let mime = doc.mime;
-    let source: (trx: Trx) => AsyncIterable<Chunk[]>;
-    if (streamFormat) {
-      let read = 0;
-      let reported = 0;
-      const chunker = bytes > THREAD_THRESHOLD_BYTES ? chunkTextStreamInThread : chunkTextStream;
-      source = (trx) =>
-        chunker(
+/** Parses and chunks a document whose bytes are in hand (`parts`), or sets up the stream of a big one. */
+async function prepare(
+  item: Item,
+  doc: ClaimedRow,
+  title: string | undefined,
+  parts: Uint8Array[] | undefined,
+): Promise<Entry> {
+  const { ctx } = item;
+  const ws = item.payload.workspaceId;
+  const chunking = chunkingOf(doc);
+  const streamFormat = doc.mime === null ? undefined : STREAMED_FORMATS[doc.mime];
+  const entry = { item, doc, title, mime: doc.mime };
+  if (parts === undefined && streamFormat) {
+    const bytes = doc.bytes ?? 0;
+    let read = 0;
+    let reported = 0;
+    return {
+      ...entry,
+      source: (trx) =>
+        chunkTextStreamInThread(
           (async function* () {
             for await (const part of blobParts(trx, ws, doc.id)) {
               read += part.length;
@@ -207,128 +379,191 @@ export async function ingestDocument(payload: DocumentJobPayload, ctx: JobContex
             }
           })(),
           { format: streamFormat, windowChars: 256_000, ...chunking },
-        );
-    } else {
-      const data = await readAll(db, ws, doc.id);
-      const parsed = await parseDocument(data, {
-        ...(doc.filename ? { filename: doc.filename } : {}),
-        ...(doc.mime ? { mime: doc.mime } : {}),
-      });
-      title = parsed.title;
-      mime = parsed.mime;
-      const chunks = chunkDocument(parsed, chunking);
-      source = async function* () {
-        for (let i = 0; i < chunks.length; i += INSERT_BATCH) yield chunks.slice(i, i + INSERT_BATCH);
-      };
-    }
-
-    // 1. The chunks, in one transaction. The document stays `parsing`, so nothing reads them yet.
-    const stored = await withTenant(db, ws, async (trx) => {
-      // Re-check under lock: deleted or re-queued while we parsed → drop the work.
-      const current = await lockParsing(trx, ws, doc.id, payload.version);
-      if (!current) return undefined;
-      await trx
-        .deleteFrom('chunks')
-        .where('workspace_id', '=', ws)
-        .where('document_id', '=', doc.id)
-        .execute();
-      let count = 0;
-      let tokens = 0;
-      for await (const batch of source(trx)) {
-        await insertChunks(
-          trx,
-          { ws, collectionId: doc.collection_id, documentId: doc.id },
-          doc.text_search_config,
-          batch,
-        );
-        count += batch.length;
-        for (const chunk of batch) tokens += chunk.tokenCount;
-      }
-      if (count === 0) throw new ParseError('empty', 'no text could be extracted from the file');
-      // Last, so the collection's statistics row it locks is held only until the commit: the chunks'
-      // sequence numbers in the lexical index, reserved for the indexing transaction below.
-      const { rows } = await sql<{ first: string }>`
-        select larder_lexical_reserve(${doc.collection_id}::uuid, ${ws}::uuid, ${count}) as first`.execute(
-        trx,
-      );
-      return { count, tokens, first: rows[0]?.first };
-    });
-    if (!stored) return { skipped: 'stale' };
-    // 2. Index: the status change makes the index trigger write the postings lists and statistics
-    // (migrations/0012_lexical_ingest.sql); the embed job is queued in the same transaction.
-    const written = await withTenant(db, ws, async (trx) => {
-      const current = await lockParsing(
-        trx,
-        ws,
-        doc.id,
-        payload.version,
-        stored.first === undefined ? undefined : `${doc.id}:${stored.first}:${stored.count}`,
-      );
-      if (!current) return undefined;
-      const status: DocumentStatus = embeds ? 'searchable' : 'ready';
-      await trx
-        .updateTable('documents')
-        .set({
-          status,
-          error: null,
-          mime,
-          chunk_count: stored.count,
-          token_count: stored.tokens,
-          processed_at: new Date(),
-          ...(current.auto_title && title ? { title: title.slice(0, 500) } : {}),
-        })
-        .where('workspace_id', '=', ws)
-        .where('id', '=', doc.id)
-        .execute();
-      if (embeds)
-        await ctx.queue.send(embedDocumentJob, payload, {
-          trx,
-          singletonKey: `${doc.id}:${payload.version}`,
-        });
-      return { status, chunks: stored.count, tokens: stored.tokens };
-    });
-    if (!written) return { skipped: 'stale' };
-    await setStatus(ctx, payload, doc.collection_id, written.status);
-    // Merge the new postings lists soon; a lost request is caught by the periodic sweep.
-    await requestCompaction(ctx.queue, { workspaceId: ws, collectionId: doc.collection_id }).catch(
-      (error: unknown) => {
-        ctx.log.warn({ err: error }, 'could not request a lexical compaction');
-      },
-    );
-    return written;
-  } catch (error) {
-    if (error instanceof ParseError) {
-      await fail(db, ctx, payload, `${error.reason}: ${error.message}`);
-      return { failed: error.reason };
-    }
-    if (ctx.lastAttempt) await fail(db, ctx, payload, `processing failed: ${describe(error)}`);
-    throw error;
+        ),
+    };
   }
+  let chunks: Chunk[] = [];
+  if (parts !== undefined && streamFormat) {
+    // The same chunker, fed the same parts, as a streamed read: the same chunks.
+    const stream = chunkTextStream(
+      (async function* () {
+        yield* parts;
+      })(),
+      { format: streamFormat, windowChars: 256_000, ...chunking },
+    );
+    for await (const batch of stream) chunks.push(...batch);
+  } else {
+    const data = parts === undefined ? await readAll(ctx.deps.database.db, ws, doc.id) : concat(parts);
+    const parsed = await parseDocument(data, {
+      ...(doc.filename ? { filename: doc.filename } : {}),
+      ...(doc.mime ? { mime: doc.mime } : {}),
+    });
+    entry.title = parsed.title;
+    entry.mime = parsed.mime;
+    chunks = chunkDocument(parsed, chunking);
+  }
+  if (chunks.length === 0) throw new ParseError('empty', 'no text could be extracted from the file');
+  return {
+    ...entry,
+    source: async function* () {
+      for (let i = 0; i < chunks.length; i += INSERT_BATCH) yield chunks.slice(i, i + INSERT_BATCH);
+    },
+  };
 }
 
 /**
- * Locks the document if it is still this version and `parsing`; undefined if not (stale or deleted).
- * With the same round trip, sets the transaction's lexical-index reservation (see migrations/0012).
+ * Stores the entries' chunks in one transaction (the documents stay `parsing`, which no search reads)
+ * that reserves their sequence numbers in the lexical index at its very end, then indexes them in a
+ * second one: one UPDATE marks them all `searchable` (or `ready` when the collection has no embedding
+ * model), which makes the index trigger write their postings lists (migrations/0013), and the embed
+ * jobs are queued in the same transaction. A crash at any point leaves each document unsearchable
+ * with its job to run again, or indexed with its embed job queued: never half indexed. Documents
+ * deleted or re-queued meanwhile are dropped (`skipped: 'stale'`).
  */
-async function lockParsing(trx: Trx, ws: string, documentId: string, version: number, reservation?: string) {
-  const current = await trx
+async function storeAndIndex(ws: string, entries: Entry[]): Promise<Map<Item, unknown>> {
+  const first = entries[0];
+  if (!first) return new Map();
+  const { ctx } = first.item;
+  const db = ctx.deps.database.db;
+  const out = new Map<Item, unknown>(entries.map((e) => [e.item, { skipped: 'stale' }]));
+  const versions = (list: Entry[]) => new Map(list.map((e) => [e.doc.id, e.item.payload.version]));
+
+  // 1. The chunks, in one transaction.
+  const stored = await withTenant(db, ws, async (trx) => {
+    const current = await lockParsing(trx, ws, versions(entries));
+    const live = entries.filter((e) => current.has(e.doc.id));
+    if (live.length === 0) return [];
+    await trx
+      .deleteFrom('chunks')
+      .where('workspace_id', '=', ws)
+      .where(
+        'document_id',
+        'in',
+        live.map((e) => e.doc.id),
+      )
+      .execute();
+    const counted: { entry: Entry; count: number; tokens: number; first?: number }[] = [];
+    let pending: Row[] = [];
+    for (const entry of live) {
+      let count = 0;
+      let tokens = 0;
+      for await (const batch of entry.source(trx)) {
+        for (const chunk of batch) {
+          pending.push({ entry, chunk });
+          tokens += chunk.tokenCount;
+        }
+        count += batch.length;
+        if (pending.length >= INSERT_BATCH) {
+          await insertChunks(trx, ws, pending);
+          pending = [];
+        }
+      }
+      if (count === 0) throw new ParseError('empty', 'no text could be extracted from the file');
+      counted.push({ entry, count, tokens });
+    }
+    await insertChunks(trx, ws, pending);
+    // Last, so the statistics rows they lock are held only until the commit: the chunks' sequence
+    // numbers in the lexical index, reserved per collection for the indexing transaction below.
+    const collections = [...new Set(counted.map((c) => c.entry.doc.collection_id))].sort();
+    for (const collection of collections) {
+      const own = counted.filter((c) => c.entry.doc.collection_id === collection);
+      const total = own.reduce((n, c) => n + c.count, 0);
+      const { rows } = await sql<{ first: number }>`
+        select larder_lexical_reserve(${collection}::uuid, ${ws}::uuid, ${total}) as first`.execute(trx);
+      let next = rows[0]?.first;
+      if (next === undefined) continue;
+      for (const c of own) {
+        c.first = next;
+        next += c.count;
+      }
+    }
+    return counted;
+  });
+  if (stored.length === 0) return out;
+
+  // 2. Index them (the status change makes the trigger write the lists and statistics).
+  const reservation = stored
+    .filter((s) => s.first !== undefined)
+    .map((s) => `${s.entry.doc.id}:${s.first}:${s.count}`)
+    .join(',');
+  const written = await withTenant(db, ws, async (trx) => {
+    const current = await lockParsing(trx, ws, versions(stored.map((s) => s.entry)), reservation);
+    const live = stored.filter((s) => current.has(s.entry.doc.id));
+    if (live.length === 0) return [];
+    const rows = live.map((s) => {
+      const autoTitle = current.get(s.entry.doc.id) === true;
+      const status: DocumentStatus = s.entry.doc.embedding_provider !== null ? 'searchable' : 'ready';
+      return {
+        ...s,
+        status,
+        title: autoTitle && s.entry.title ? s.entry.title.slice(0, 500) : null,
+      };
+    });
+    const column = <T>(pick: (r: (typeof rows)[number]) => T) => rows.map(pick);
+    await sql`
+      update documents d
+      set status = u.status, error = null, mime = u.mime, chunk_count = u.chunks, token_count = u.tokens,
+          processed_at = now(), title = coalesce(u.title, d.title)
+      from unnest(${column((r) => r.entry.doc.id)}::uuid[], ${column((r) => r.status)}::text[],
+                  ${column((r) => r.entry.mime)}::text[], ${column((r) => r.count)}::int[],
+                  ${column((r) => r.tokens)}::bigint[], ${column((r) => r.title)}::text[])
+        as u(id, status, mime, chunks, tokens, title)
+      where d.workspace_id = ${ws}::uuid and d.id = u.id
+    `.execute(trx);
+    for (const r of rows)
+      if (r.status === 'searchable')
+        await r.entry.item.ctx.queue.send(embedDocumentJob, r.entry.item.payload, {
+          trx,
+          singletonKey: `${r.entry.doc.id}:${r.entry.item.payload.version}`,
+        });
+    return rows;
+  });
+  for (const r of written) {
+    await setStatus(r.entry.item.ctx, r.entry.item.payload, r.entry.doc.collection_id, r.status);
+    out.set(r.entry.item, { status: r.status, chunks: r.count, tokens: r.tokens });
+  }
+  // Merge the new postings lists soon; a lost request is caught by the periodic sweep.
+  for (const collectionId of new Set(written.map((r) => r.entry.doc.collection_id)))
+    await requestCompaction(ctx.queue, { workspaceId: ws, collectionId }).catch((error: unknown) => {
+      ctx.log.warn({ err: error }, 'could not request a lexical compaction');
+    });
+  return out;
+}
+
+/**
+ * Locks the documents still at these versions and `parsing` (in id order, so concurrent batches
+ * cannot deadlock); returns their `auto_title`, keyed by id. With the same round trip, sets the
+ * transaction's lexical-index reservation (see migrations/0013).
+ */
+async function lockParsing(
+  trx: Trx,
+  ws: string,
+  versions: Map<string, number>,
+  reservation?: string,
+): Promise<Map<string, boolean>> {
+  const rows = await trx
     .selectFrom('documents')
-    .select(['version', 'status', 'auto_title'])
+    .select(['id', 'version', 'status', 'auto_title'])
     .$if(reservation !== undefined, (q) =>
       q.select(
         sql<string>`set_config('larder.lexical_reservation', ${reservation ?? ''}, true)`.as('reserved'),
       ),
     )
     .where('workspace_id', '=', ws)
-    .where('id', '=', documentId)
+    .where('id', 'in', [...versions.keys()])
     .where('deleted_at', 'is', null)
+    .orderBy('id')
     .forUpdate()
-    .executeTakeFirst();
-  return current?.version === version && current.status === 'parsing' ? current : undefined;
+    .execute();
+  return new Map(
+    rows
+      .filter((r) => r.version === versions.get(r.id) && r.status === 'parsing')
+      .map((r) => [r.id, r.auto_title]),
+  );
 }
 
-/** The first H1 of a Markdown document, from its first bytes. */
-async function markdownTitle(trx: Trx, ws: string, documentId: string): Promise<string | undefined> {
+/** The first bytes of a document (for its Markdown title). */
+async function markdownHead(trx: Trx, ws: string, documentId: string): Promise<Uint8Array | undefined> {
   const first = await trx
     .selectFrom('document_blobs')
     .select(sql<Uint8Array>`substring(data from 1 for ${TITLE_HEAD_BYTES})`.as('head'))
@@ -336,8 +571,7 @@ async function markdownTitle(trx: Trx, ws: string, documentId: string): Promise<
     .where('document_id', '=', documentId)
     .where('part', '=', 0)
     .executeTakeFirst();
-  if (!first) return undefined;
-  return parseMarkdown(decodeText(first.head).text).title;
+  return first?.head;
 }
 
 /** Reads part after part, each with its own query on `trx`. */
@@ -365,38 +599,46 @@ async function readAll(db: Db, ws: string, documentId: string): Promise<Uint8Arr
       .orderBy('part')
       .execute(),
   );
-  // A fresh, exactly-sized buffer: parsers (pdf.js) take `.buffer`, and a pooled Buffer's is shared.
-  const whole = new Uint8Array(rows.reduce((n, r) => n + r.data.length, 0));
+  return concat(rows.map((r) => r.data));
+}
+
+/** The parts as one fresh, exactly-sized buffer: parsers (pdf.js) take `.buffer`, and a pooled Buffer's is shared. */
+function concat(parts: Uint8Array[]): Uint8Array {
+  const whole = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
   let at = 0;
-  for (const row of rows) {
-    whole.set(row.data, at);
-    at += row.data.length;
+  for (const part of parts) {
+    whole.set(part, at);
+    at += part.length;
   }
   return whole;
 }
 
-async function insertChunks(
-  trx: Trx,
-  owner: { ws: string; collectionId: string; documentId: string },
-  textSearchConfig: string,
-  chunks: Chunk[],
-) {
-  if (chunks.length === 0) return;
-  const column = <T>(pick: (c: Chunk) => T) => chunks.map(pick);
-  const inputs = chunks.map((c) => embeddingInput(c.headingPath, c.text));
+interface Row {
+  entry: Entry;
+  chunk: Chunk;
+}
+
+/** Chunks of one or more documents in one INSERT, with their full-text vectors. */
+async function insertChunks(trx: Trx, ws: string, rows: Row[]) {
+  if (rows.length === 0) return;
+  const column = <T>(pick: (r: Row) => T) => rows.map(pick);
+  const inputs = rows.map((r) => embeddingInput(r.chunk.headingPath, r.chunk.text));
   await sql`
     insert into chunks (workspace_id, collection_id, document_id, ordinal, text, token_count, heading_path,
                         char_start, char_end, page, page_end, content_hash, tsv, lexeme_count)
-    select ${owner.ws}::uuid, ${owner.collectionId}::uuid, ${owner.documentId}::uuid, u.ordinal, u.text, u.tokens,
+    select ${ws}::uuid, u.collection_id, u.document_id, u.ordinal, u.text, u.tokens,
            array(select jsonb_array_elements_text(u.headings::jsonb)), u.char_start, u.char_end, u.page, u.page_end,
            u.hash, v.tsv, (select coalesce(sum(greatest(cardinality(l.positions), 1)), 0) from unnest(v.tsv) l)
-    from unnest(${column((c) => c.ordinal)}::int[], ${column((c) => c.text)}::text[],
-                ${column((c) => c.tokenCount)}::int[], ${column((c) => JSON.stringify(c.headingPath))}::text[],
-                ${column((c) => c.headingPath.join(' '))}::text[], ${column((c) => c.charStart)}::int[],
-                ${column((c) => c.charEnd)}::int[], ${column((c) => c.page)}::int[], ${column((c) => c.pageEnd)}::int[],
-                ${inputs.map(contentHash)}::text[])
-      as u(ordinal, text, tokens, headings, heading_text, char_start, char_end, page, page_end, hash)
-    cross join lateral (select to_tsvector(${textSearchConfig}::regconfig, u.heading_text || ' ' || u.text) as tsv) v
+    from unnest(${column((r) => r.entry.doc.collection_id)}::uuid[], ${column((r) => r.entry.doc.id)}::uuid[],
+                ${column((r) => r.entry.doc.text_search_config)}::text[],
+                ${column((r) => r.chunk.ordinal)}::int[], ${column((r) => r.chunk.text)}::text[],
+                ${column((r) => r.chunk.tokenCount)}::int[], ${column((r) => JSON.stringify(r.chunk.headingPath))}::text[],
+                ${column((r) => r.chunk.headingPath.join(' '))}::text[], ${column((r) => r.chunk.charStart)}::int[],
+                ${column((r) => r.chunk.charEnd)}::int[], ${column((r) => r.chunk.page)}::int[],
+                ${column((r) => r.chunk.pageEnd)}::int[], ${inputs.map(contentHash)}::text[])
+      as u(collection_id, document_id, config, ordinal, text, tokens, headings, heading_text, char_start, char_end,
+           page, page_end, hash)
+    cross join lateral (select to_tsvector(u.config::regconfig, u.heading_text || ' ' || u.text) as tsv) v
   `.execute(trx);
 }
 

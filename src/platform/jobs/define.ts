@@ -71,6 +71,22 @@ export interface JobDefinition<S extends TSchema = TSchema> {
    */
   deadLetter?: string;
   handler(payload: Static<S>, ctx: JobContext): Promise<unknown>;
+  /**
+   * Run up to `size` waiting jobs of this queue in one call, when the work is cheaper together (one
+   * transaction for many rows). Each job keeps its own retries and dead letter: the handler settles
+   * every item on its own (a rejected item's job alone is failed and retried). `handler` above is
+   * still the one-job entry point.
+   */
+  batch?: {
+    size: number;
+    handler(items: BatchItem<Static<S>>[]): Promise<PromiseSettledResult<unknown>[]>;
+  };
+}
+
+/** One job of a batch: its payload and its own context (attempt, logger). */
+export interface BatchItem<P> {
+  payload: P;
+  ctx: JobContext;
 }
 
 const NAME = /^[a-z][a-z0-9_-]*(\.[a-z][a-z0-9_-]*)*$/;
@@ -81,5 +97,10 @@ export function defineJob<S extends TSchema>(
   if (!NAME.test(definition.name)) throw new Error(`invalid job name: ${definition.name}`);
   if (definition.retry.limit < 0 || definition.retry.delaySeconds < 0)
     throw new Error('retry values must be >= 0');
+  if (
+    definition.batch !== undefined &&
+    !(Number.isInteger(definition.batch.size) && definition.batch.size >= 1)
+  )
+    throw new Error('batch size must be a positive integer');
   return { expireInSeconds: 15 * 60, ...definition };
 }

@@ -2,13 +2,14 @@
  * The job queue: pg-boss over the application's own database connection(s).
  * On PGlite, pg-boss talks through `Database.executeSql`, which shares the session lock with Kysely.
  */
+import { setMaxListeners } from 'node:events';
 import { CompiledQuery, type Transaction } from 'kysely';
 import PgBoss from 'pg-boss';
 import { Value } from 'typebox/value';
 import type { Database } from '../db/database.js';
 import type { DB } from '../db/schema.js';
 import { AppError } from '../errors.js';
-import type { JobDefinition, JobDeps } from './define.js';
+import type { JobContext, JobDefinition, JobDeps } from './define.js';
 
 export const JOB_SCHEMA = 'larder_jobs';
 
@@ -68,6 +69,8 @@ export class JobQueue {
     private readonly options: JobQueueOptions,
   ) {
     for (const d of definitions) this.#definitions.set(d.name, d);
+    // Every running job listens for shutdown (a batch is many jobs at once); each removes its listener.
+    setMaxListeners(0, this.#abort.signal);
     const database: Database = deps.database;
     this.#boss = new PgBoss({
       db: { executeSql: (text: string, values: unknown[]) => database.executeSql(text, values) },
@@ -121,16 +124,18 @@ export class JobQueue {
         worker.id = await this.#boss.work(
           def.name,
           {
-            batchSize: 1,
+            batchSize: def.batch?.size ?? 1,
             pollingIntervalSeconds: this.options.pollingIntervalSeconds ?? 2,
             // Without it pg-boss leaves out `retryCount`, and handlers never know their last attempt.
             includeMetadata: true,
           },
           // pg-boss stores the returned value as the job's output.
-          async ([job]) => {
+          async (jobs) => {
             // pg-boss waits a polling interval after every fetch, even a successful one; a worker
             // that just ran a job fetches the next at once, so a backlog drains at full speed.
             if (worker.id) this.#boss.notifyWorker(worker.id);
+            const [job] = jobs;
+            if (jobs.length > 1) return this.#runBatch(def, jobs);
             return job ? this.#run(def, job) : undefined;
           },
         );
@@ -148,13 +153,74 @@ export class JobQueue {
   }
 
   async #run(def: JobDefinition, job: PgBoss.JobWithMetadata<unknown>): Promise<unknown> {
-    const log = this.deps.logger.child({ jobId: job.id, queue: def.name });
+    const { ctx, release } = this.#context(def, job);
     if (!Value.Check(def.payload, job.data)) {
+      release();
       // Retrying cannot fix a malformed payload; fail it and keep the reason.
-      log.error({ errors: [...Value.Errors(def.payload, job.data)].slice(0, 5) }, 'job payload is invalid');
+      ctx.log.error(
+        { errors: [...Value.Errors(def.payload, job.data)].slice(0, 5) },
+        'job payload is invalid',
+      );
       throw new Error('invalid job payload');
     }
     const started = performance.now();
+    try {
+      const output = await def.handler(job.data, ctx);
+      ctx.log.info({ ms: Math.round(performance.now() - started) }, 'job completed');
+      return output;
+    } catch (error) {
+      ctx.log.warn({ err: error, ms: Math.round(performance.now() - started) }, 'job failed');
+      throw error;
+    } finally {
+      release();
+    }
+  }
+
+  /**
+   * Several jobs in one handler call (`def.batch`). The jobs that settle rejected (or carry an invalid
+   * payload) are failed here one by one, so each keeps its own retries and dead letter; pg-boss then
+   * completes the others when this returns (it completes only jobs still active).
+   */
+  async #runBatch(def: JobDefinition, jobs: PgBoss.JobWithMetadata<unknown>[]): Promise<undefined> {
+    const batch = def.batch;
+    if (!batch) throw new Error(`job ${def.name} does not run in batches`);
+    const started = performance.now();
+    const contexts = jobs.map((job) => ({ job, ...this.#context(def, job) }));
+    const failures: { id: string; error: unknown }[] = [];
+    try {
+      const valid = contexts.filter(({ job, ctx }) => {
+        if (Value.Check(def.payload, job.data)) return true;
+        ctx.log.error(
+          { errors: [...Value.Errors(def.payload, job.data)].slice(0, 5) },
+          'job payload is invalid',
+        );
+        failures.push({ id: job.id, error: new Error('invalid job payload') });
+        return false;
+      });
+      const results = await batch.handler(valid.map(({ job, ctx }) => ({ payload: job.data, ctx })));
+      valid.forEach(({ job, ctx }, i) => {
+        const result = results[i];
+        const ms = Math.round(performance.now() - started);
+        if (result?.status === 'fulfilled') ctx.log.info({ ms, batch: jobs.length }, 'job completed');
+        else {
+          const error: unknown = result ? result.reason : new Error('the batch handler gave no result');
+          ctx.log.warn({ err: error, ms, batch: jobs.length }, 'job failed');
+          failures.push({ id: job.id, error });
+        }
+      });
+    } finally {
+      for (const { release } of contexts) release();
+    }
+    for (const { id, error } of failures) await this.#boss.fail(def.name, id, error as object);
+    return undefined;
+  }
+
+  /** A job's context: its logger, attempt, and a signal aborted at shutdown or when the job expires. */
+  #context(
+    def: JobDefinition,
+    job: PgBoss.JobWithMetadata<unknown>,
+  ): { ctx: JobContext; release: () => void } {
+    const log = this.deps.logger.child({ jobId: job.id, queue: def.name });
     // pg-boss fails (and retries) a job that outlives its expiry but cannot stop the handler, which
     // would run on beside its retry; aborting at the same moment lets it stop at its next safe point.
     // `expireInSeconds` is typed a number but is a numeric column: a string from the driver.
@@ -173,8 +239,8 @@ export class JobQueue {
       Number(expireIn) * 1000,
     );
     timer.unref();
-    try {
-      const output = await def.handler(job.data, {
+    return {
+      ctx: {
         jobId: job.id,
         retryCount: job.retryCount,
         lastAttempt: job.retryCount >= job.retryLimit,
@@ -182,16 +248,12 @@ export class JobQueue {
         deps: this.deps,
         queue: this,
         signal: controller.signal,
-      });
-      log.info({ ms: Math.round(performance.now() - started) }, 'job completed');
-      return output;
-    } catch (error) {
-      log.warn({ err: error, ms: Math.round(performance.now() - started) }, 'job failed');
-      throw error;
-    } finally {
-      clearTimeout(timer);
-      this.#abort.signal.removeEventListener('abort', onShutdown);
-    }
+      },
+      release: () => {
+        clearTimeout(timer);
+        this.#abort.signal.removeEventListener('abort', onShutdown);
+      },
+    };
   }
 
   /** Enqueues a job; returns its id (null only when a deduplicating queue policy dropped it). */
