@@ -10,7 +10,7 @@
  *   --queries N             questions sampled (seeded) from the dataset's queries.jsonl (default 200)
  *   --concurrency 1,4       one measurement per level: 1 = sequential latency, >1 = throughput under load
  *   --modes lexical,vector,hybrid
- *   --warmup N              queries run per mode before measuring, untimed (default 20)
+ *   --warmup N              held-out queries run per mode before measuring, untimed (default 20)
  *   --keep                  keep the bench workspace (and so the collection) for later --reuse
  *   --reuse NAME|ID         skip generation and ingestion; measure an existing collection (never deleted)
  *   --json FILE             append one JSON line per (chunks, mode, concurrency) result
@@ -50,6 +50,7 @@ import { sql } from 'kysely';
 import { operatorContext } from '../src/cli/ingest.js';
 import { loadConfig } from '../src/config.js';
 import { CollectionService } from '../src/modules/collections/service.js';
+import { PostingsCache } from '../src/modules/search/postings-cache.js';
 import { type SearchMode, type SearchPhase, SearchService } from '../src/modules/search/service.js';
 import { percentile } from '../src/modules/search/eval/run.js';
 import type { EmbeddingProviderName } from '../src/ai/embeddings/index.js';
@@ -480,11 +481,15 @@ async function main() {
     const git = gitCommit();
     log(`VACUUM ANALYZE of ${tables.join(', ')}: ${duration(vacuumSeconds)}`);
 
-    const queries = await sampleQueries(
+    // The warm-up questions are held out (the next ones of the same seeded sample), so the measured
+    // questions find in the postings cache only what other questions put there, as on a live server.
+    const sampled = await sampleQueries(
       path.join(options.dataset, 'queries.jsonl'),
-      options.queries,
+      options.queries + options.warmup,
       options.seed,
     );
+    const queries = sampled.slice(0, options.queries);
+    const warmupQueries = sampled.slice(options.queries);
     const ws = operatorContext(target.workspaceId);
 
     // The query-embedding round trip alone (it is inside every vector and hybrid latency below).
@@ -509,25 +514,25 @@ async function main() {
       };
     }
 
-    // The service as the API builds it: LARDER_SEARCH_EXACT_BELOW applies.
-    const searchOptions = { exactBelow: runtime.config.searchExactBelow };
     const results: RunResult[] = [];
     for (const mode of options.modes) {
       if (aborted()) break;
-      if (options.warmup > 0) {
-        log(`Warm-up (${mode}): ${Math.min(options.warmup, queries.length)} queries`);
-        await runQueries(
-          new SearchService(db, runtime.embeddings, searchOptions),
-          ws,
-          queries.slice(0, options.warmup),
-          {
-            mode,
-            collectionId: target.collectionId,
-            k: K,
-            concurrency: 1,
-            signal: controller.signal,
-          },
-        );
+      // The service as the API builds it: LARDER_SEARCH_EXACT_BELOW and LARDER_SEARCH_POSTINGS_CACHE_MB
+      // apply; each mode starts with an empty postings cache, shared by its warm-up and measurement.
+      const cacheMb = runtime.config.searchPostingsCacheMb;
+      const searchOptions = {
+        exactBelow: runtime.config.searchExactBelow,
+        postingsCache: cacheMb > 0 ? new PostingsCache(cacheMb * 1024 * 1024) : undefined,
+      };
+      if (warmupQueries.length > 0) {
+        log(`Warm-up (${mode}): ${warmupQueries.length} held-out queries`);
+        await runQueries(new SearchService(db, runtime.embeddings, searchOptions), ws, warmupQueries, {
+          mode,
+          collectionId: target.collectionId,
+          k: K,
+          concurrency: 1,
+          signal: controller.signal,
+        });
       }
       for (const concurrency of options.concurrency) {
         if (aborted()) break;
@@ -584,6 +589,7 @@ async function main() {
             ...result,
             queryEmbeddingMs: embedMs,
             warmup: options.warmup,
+            postingsCacheMb: runtime.config.searchPostingsCacheMb,
             querySeed: options.seed,
             sizes: sizes.map(({ indexes: _indexes, ...s }) => s),
             ingestion,
@@ -598,7 +604,8 @@ async function main() {
         `${int(counts.chunks)} chunks, ${int(counts.documents)} documents`,
       `PostgreSQL ${info.postgres}, pgvector ${info.pgvector ?? '?'}, Node ${process.version}, commit ${git.commit ?? '?'}` +
         `${git.dirty ? ' (uncommitted changes)' : ''}; SearchService.search, k = ${K}, default settings; ` +
-        `${queries.length} questions (${path.basename(options.dataset)}, seed ${options.seed}), warm-up ${options.warmup} per mode`,
+        `${queries.length} questions (${path.basename(options.dataset)}, seed ${options.seed}), warm-up ${options.warmup} per mode, ` +
+        `postings cache ${runtime.config.searchPostingsCacheMb} MiB`,
       `Embeddings: ${target.embedding ? `${target.embedding.provider} ${target.embedding.model} (${target.embedding.dimensions ?? '?'} d)` : 'none'}` +
         (embedMs
           ? `; query embedding round trip (included in vector/hybrid): p50 ${embedMs.p50.toFixed(1)} ms, p95 ${embedMs.p95.toFixed(1)} ms`

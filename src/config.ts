@@ -443,6 +443,11 @@ export const settings = {
     schema: Type.Integer({ minimum: 0, default: 5_000 }),
     doc: 'Collections with fewer searchable chunks than this are searched by an exact vector scan instead of the HNSW index (exact, and as fast at that size); so are collections below 10× this size that hold less than 20 % of the vectors of their dimension (the shared index would mostly visit other collections’ vectors). 0 = always the index.',
   },
+  searchPostingsCacheMb: {
+    env: 'LARDER_SEARCH_POSTINGS_CACHE_MB',
+    schema: Type.Integer({ minimum: 0, maximum: 65_536, default: 64 }),
+    doc: 'Memory (MiB) each API process may keep of decoded postings lists, least recently used out first: a cached list is not read and sent again (the common terms of a corpus have the longest lists; see docs/search.md). 0 = no cache.',
+  },
 } as const satisfies Record<string, { env: string; schema: TSchema; doc: string; secret?: boolean }>;
 
 type Settings = typeof settings;

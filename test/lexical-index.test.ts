@@ -12,11 +12,12 @@ import { parseTsvector, ReferenceBm25 } from '../src/modules/search/eval/referen
 import { compactCollection } from '../src/modules/search/compaction.js';
 import { COMPACTION_DELAY_SECONDS, requestCompaction } from '../src/modules/search/jobs.js';
 import { chunkIds } from '../src/modules/search/lexical.js';
+import { PostingsCache } from '../src/modules/search/postings-cache.js';
 import { SearchService } from '../src/modules/search/service.js';
 import type { WorkspaceContext } from '../src/platform/auth/access.js';
 import type { Permission } from '../src/platform/auth/permissions.js';
 import type { Db } from '../src/platform/db/database.js';
-import { tenantRead, withTenant } from '../src/platform/db/tenant.js';
+import { rawRead, tenantRead, withTenant } from '../src/platform/db/tenant.js';
 import type { LarderEvent } from '../src/platform/events/bus.js';
 import type { BatchItem } from '../src/platform/jobs/define.js';
 import { createTestApp, fastAuth, signUp, type SignedUp, type TestApp } from './helpers/app.js';
@@ -473,6 +474,78 @@ describe.each(drivers())('lexical index (%s)', (driver) => {
       rangesPurged: 0,
       listsWritten: 0,
     });
+  });
+
+  it('ranks the same through the postings cache, which follows list rewrites and keeps to its collection', async () => {
+    const db = t.db.database.db;
+    const ws: WorkspaceContext = {
+      id: owner.workspaceId,
+      role: 'owner',
+      permissions: new Set<Permission>(['search']),
+    };
+    const cache = new PostingsCache(64 * 1024 * 1024);
+    const cached = new SearchService(db, undefined, { postingsCache: cache });
+    const plain = new SearchService(db, undefined);
+    const queries = ['apple pear plum', 'orchard winter harvest honey', 'bee hive cider unique9word'];
+    // As many candidates as results: a stale list's extra postings would take places in the top 10.
+    const search = (service: SearchService, query: string) =>
+      service.search(ws, { query, collections: [collectionId], mode: 'lexical', k: 10, candidates: 10 });
+    const expectSame = async (service: SearchService) => {
+      let cachedLists = 0;
+      for (const query of queries) {
+        const [got, want] = [await search(service, query), await search(plain, query)];
+        expect(want.hits.length).toBeGreaterThan(0);
+        expect(got.hits.map((h) => h.chunkId)).toEqual(want.hits.map((h) => h.chunkId));
+        got.hits.forEach((h, i) => {
+          expect(h.scores.lexical).toBe(want.hits[i]?.scores.lexical);
+        });
+        cachedLists += got.lexicalWork.reduce((n, w) => n + w.cached, 0);
+      }
+      return cachedLists;
+    };
+    // Cold, then warm: the second round sends no list again.
+    expect(await expectSame(cached)).toBe(0);
+    expect(cache.size).toBeGreaterThan(0);
+    const warm = await expectSame(cached);
+    expect(warm).toBeGreaterThan(0);
+
+    // A purge rewrites lists in place (same ids, new versions): the stale copies are not used.
+    const list = await t.app.inject({
+      method: 'GET',
+      url: `/v1/collections/${collectionId}/documents?limit=100`,
+      headers: authHeaders(owner),
+    });
+    const d9 = list.json<{ data: DocumentBody[] }>().data.find((d) => d.externalId === 'd9');
+    expect((await call('DELETE', `/v1/documents/${d9?.id}`)).statusCode).toBe(204);
+    const purged = await compactCollection(db, owner.workspaceId, collectionId, { fanIn: 1000 });
+    expect(purged).toMatchObject({ listsWritten: 0 });
+    expect(purged.postingsPurged).toBeGreaterThan(0);
+    const rewritten = await expectSame(cached);
+    expect(rewritten).toBeLessThan(warm);
+    expect(await expectSame(cached)).toBeGreaterThan(rewritten);
+
+    // Another collection's list, planted under this collection's lexeme, is never used: only rows the
+    // ranking's statement returns (this collection's, under row-level security) are read from the cache.
+    const [other] = await tenantRead(db, owner.workspaceId, () => [
+      rawRead(sql<{ id: string; version: string }>`
+        select p.id::text as id, p.xmin::text || ':' || p.postings as version from lexical_postings p
+        where p.collection_id = ${otherCollectionId} and p.lexeme = 'appl' limit 1`),
+    ]);
+    const planted = other[0];
+    expect(planted).toBeDefined();
+    cache.set(collectionId, 'appl', planted?.id ?? '', planted?.version ?? '', Buffer.alloc(8 * 1000, 7));
+    await expectSame(cached);
+
+    // A list evicted between choosing what to send and reading the answer is read again.
+    class Forgetful extends PostingsCache {
+      override get(): undefined {
+        return undefined;
+      }
+    }
+    const forgetful = new Forgetful(64 * 1024 * 1024);
+    const once = new SearchService(db, undefined, { postingsCache: forgetful });
+    expect(await expectSame(once)).toBe(0);
+    expect(await expectSame(once)).toBeGreaterThan(0);
   });
 
   it('requests one compaction per collection while the one it created is still waiting', async () => {

@@ -13,6 +13,9 @@
  *     contribution summed per chunk in a dense array indexed by sequence number; the best `limit`;
  *  3. their chunk ids, from the sequence numbers (a later snapshot: see `chunkIds`).
  *
+ * With a postings cache (postings-cache.ts) and the query's lexemes known beforehand, step 1 is sent
+ * the id and version of every cached list of those lexemes and returns just that for them, not data.
+ *
  * Every posting of every query term is read, so the result is exact; what makes it fast is that a
  * posting is 8 bytes in a list read whole (a few dozen rows per term) instead of an index tuple, and
  * that the sum is a typed-array loop instead of a hash aggregate.
@@ -20,12 +23,18 @@
 import { type RawBuilder, sql } from 'kysely';
 import type { Db } from '../../platform/db/database.js';
 import { rawRead, tenantRead } from '../../platform/db/tenant.js';
+import type { PostingsCache } from './postings-cache.js';
 
 export interface LexicalCollection {
   id: string;
   text_search_config: string;
   bm25_k1: number;
   bm25_b: number;
+  /**
+   * The query's distinct lexemes in this collection's text-search configuration, when the caller has
+   * them (the search reads them with the collections); otherwise the ranking's statement derives them.
+   */
+  lexemes?: string[] | undefined;
 }
 
 export interface Ranked {
@@ -41,6 +50,8 @@ export interface LexicalWork {
   terms: number;
   lists: number;
   postings: number;
+  /** Lists taken from the process's postings cache instead of being sent again. */
+  cached: number;
 }
 
 export async function lexicalRanking(
@@ -52,19 +63,38 @@ export async function lexicalRanking(
   options: {
     /** A condition on a document `d` (the search filters), or undefined for none. */
     documentFilter?: RawBuilder<unknown> | undefined;
+    /** The process's postings cache: lists it holds are not sent again. */
+    cache?: PostingsCache | undefined;
   } = {},
 ): Promise<{ ranked: Ranked[]; work: LexicalWork }> {
-  const work: LexicalWork = { terms: 0, lists: 0, postings: 0 };
+  const work: LexicalWork = { terms: 0, lists: 0, postings: 0, cached: 0 };
+  // Only stop words (or nothing): no term to rank by, and no round trip.
+  if (collection.lexemes?.length === 0) return { ranked: [], work };
+  const { cache } = options;
+  const known =
+    cache && collection.lexemes ? cache.known(collection.id, collection.lexemes) : { ids: [], versions: [] };
   const [rows] = await tenantRead(db, workspaceId, () => [
-    readIndex(collection, query, options.documentFilter),
+    readIndex(collection, query, options.documentFilter, known),
   ]);
   const head = rows.find((r) => r.kind === 'head');
   if (!head?.n || head.next_seq === null) return { ranked: [], work };
   const nextSeq = head.next_seq;
   const lists: { lexeme: string; postings: number; data: Buffer }[] = [];
-  for (const r of rows)
-    if (r.kind === 'list' && r.lexeme !== null && r.data !== null)
-      lists.push({ lexeme: r.lexeme, postings: r.postings ?? 0, data: Buffer.from(r.data, 'base64') });
+  for (const r of rows) {
+    if (r.kind !== 'list' || r.lexeme === null || r.id === null || r.version === null) continue;
+    let data: Buffer | undefined;
+    if (r.data === null) {
+      data = cache?.get(r.id, r.version);
+      // The cache dropped it since `known` (another query's lists evicted it): read it again.
+      data ??= await listData(db, workspaceId, r.id, r.version);
+      if (data === undefined) continue;
+      work.cached++;
+    } else {
+      data = Buffer.from(r.data, 'base64');
+      cache?.set(collection.id, r.lexeme, r.id, r.version, data);
+    }
+    lists.push({ lexeme: r.lexeme, postings: r.postings ?? 0, data });
+  }
   if (lists.length === 0) return { ranked: [], work };
 
   // Postings to skip: dead ranges, and with filters every chunk outside the passing documents.
@@ -135,8 +165,11 @@ export async function lexicalRanking(
 interface IndexRow {
   kind: 'head' | 'list' | 'allowed';
   lexeme: string | null;
+  /** A list's row id and version (`xmin`, postings): what the postings cache is keyed by. */
+  id: string | null;
+  version: string | null;
   postings: number | null;
-  /** The list's postings, base64. */
+  /** The list's postings, base64; null when the caller holds this version of it. */
   data: string | null;
   n: number | null;
   avgdl: number | null;
@@ -160,17 +193,30 @@ function readIndex(
   collection: LexicalCollection,
   query: string,
   documentFilter: RawBuilder<unknown> | undefined,
+  known: { ids: string[]; versions: string[] },
 ) {
   const id = sql`${collection.id}::uuid`;
   const allowed = documentFilter
     ? sql`
       union all
-      select 'allowed', null, null, null, null, null, null, array_agg(r.base::int), array_agg(r.chunk_count)
+      select 'allowed', null, null, null, null, null, null, null, null,
+             array_agg(r.base::int), array_agg(r.chunk_count)
       from lexical_ranges r join documents d on d.id = r.document_id
       where r.collection_id = ${id} and r.live and ${documentFilter}`
     : sql``;
+  const lexemes = collection.lexemes
+    ? sql`unnest(${collection.lexemes}::text[])`
+    : sql`unnest(array(select distinct l.lexeme
+                       from unnest(to_tsvector(${collection.text_search_config}::regconfig, ${query})) l))`;
+  // The cached lists: sent as parallel arrays, matched on id and version.
+  const cached =
+    known.ids.length > 0
+      ? sql`left join unnest(${known.ids}::bigint[], ${known.versions}::text[]) k(id, version)
+              on k.id = p.id and k.version = p.version`
+      : sql`left join (select null::bigint as id) k on false`;
   return rawRead(sql<IndexRow>`
-    select 'head' as kind, null::text as lexeme, null::int as postings, null::text as data,
+    select 'head' as kind, null::text as lexeme, null::text as id, null::text as version,
+           null::int as postings, null::text as data,
            s.chunk_count::float8 as n,
            coalesce(s.total_length::float8 / nullif(s.chunk_count, 0), 1) as avgdl,
            s.next_seq::int as next_seq,
@@ -180,13 +226,29 @@ function readIndex(
             where r.collection_id = ${id} and not r.live) as counts
     from collection_stats s where s.collection_id = ${id}
     union all
-    select 'list', t.lexeme, p.postings, encode(p.data, 'base64'), null, null, null, null, null
-    from unnest(array(select distinct l.lexeme
-                      from unnest(to_tsvector(${collection.text_search_config}::regconfig, ${query})) l)) t(lexeme)
-    cross join lateral (select p.postings, p.data from lexical_postings p
+    select 'list', t.lexeme, p.id::text, p.version, p.postings,
+           case when k.id is null then encode(p.data, 'base64') end, null, null, null, null, null
+    from ${lexemes} t(lexeme)
+    cross join lateral (select p.id, p.xmin::text || ':' || p.postings as version, p.postings, p.data
+                        from lexical_postings p
                         where p.collection_id = ${id} and p.lexeme = t.lexeme offset 0) p
+    ${cached}
     ${allowed}
   `);
+}
+
+/**
+ * One list row's data if it still has this version (a cached list evicted between choosing what to
+ * send and reading the answer; rare). Under row-level security, as every read here.
+ */
+async function listData(db: Db, workspaceId: string, id: string, version: string) {
+  const [rows] = await tenantRead(db, workspaceId, () => [
+    rawRead(sql<{ data: string }>`
+      select encode(p.data, 'base64') as data from lexical_postings p
+      where p.id = ${id}::bigint and p.xmin::text || ':' || p.postings = ${version}`),
+  ]);
+  const data = rows[0]?.data;
+  return data === undefined ? undefined : Buffer.from(data, 'base64');
 }
 
 /**

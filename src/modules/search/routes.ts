@@ -10,6 +10,7 @@ import { AppError } from '../../platform/errors.js';
 import { problemResponses } from '../../platform/http/problem.js';
 import { NullableResult } from '../../platform/http/schemas.js';
 import { QueryVectorCache } from './query-vectors.js';
+import { PostingsCache } from './postings-cache.js';
 import { DEFAULT_CONVEX_ALPHA, DEFAULT_RRF_K, type FusionOptions } from './fusion.js';
 import { MAX_SEARCH_DEPTH, SearchService } from './service.js';
 import type { AppDeps } from '../../app.js';
@@ -196,6 +197,9 @@ export function createSearchService(
   return new SearchService(deps.database.db, deps.embeddings, {
     queryVectors: new QueryVectorCache(deps.redis, deps.logger),
     exactBelow: deps.config.searchExactBelow,
+    ...(deps.config.searchPostingsCacheMb > 0
+      ? { postingsCache: new PostingsCache(deps.config.searchPostingsCacheMb * 1024 * 1024) }
+      : {}),
   });
 }
 

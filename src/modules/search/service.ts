@@ -24,6 +24,7 @@ import { AppError } from '../../platform/errors.js';
 import { visibleCollection } from '../../platform/auth/collection-access.js';
 import { DEFAULT_FUSION, type FusionOptions, fuse } from './fusion.js';
 import { type LexicalWork, lexicalRanking, type Ranked } from './lexical.js';
+import type { PostingsCache } from './postings-cache.js';
 import { type CacheOutcome, QueryVectorCache } from './query-vectors.js';
 
 export type SearchMode = 'hybrid' | 'lexical' | 'vector';
@@ -185,6 +186,8 @@ export interface SearchServiceOptions {
   queryVectors?: QueryVectorCache | undefined;
   /** Collections with fewer searchable chunks get an exact vector scan: exact and as fast. */
   exactBelow?: number | undefined;
+  /** The process's cache of postings lists (LARDER_SEARCH_POSTINGS_CACHE_MB); default: none. */
+  postingsCache?: PostingsCache | undefined;
   /**
    * Called as each part of a search ends, with its duration in milliseconds (benchmarks break latency
    * down with it). `embed`: the query vectors; `lexical`, `vector`: the rankings; `hits`: reading them.
@@ -197,6 +200,7 @@ export type SearchPhase = 'collections' | 'embed' | 'lexical' | 'vector' | 'hits
 export class SearchService {
   readonly #queryVectors: QueryVectorCache;
   readonly #exactBelow: number;
+  readonly #postingsCache: PostingsCache | undefined;
   readonly #onPhase: (phase: SearchPhase, ms: number) => void;
 
   constructor(
@@ -206,6 +210,7 @@ export class SearchService {
   ) {
     this.#queryVectors = options.queryVectors ?? new QueryVectorCache();
     this.#exactBelow = options.exactBelow ?? DEFAULT_EXACT_BELOW;
+    this.#postingsCache = options.postingsCache;
     this.#onPhase = options.onPhase ?? (() => undefined);
   }
 
@@ -242,6 +247,9 @@ export class SearchService {
             'embedding_model',
             'embedding_dimensions',
             sql<number>`coalesce(s.chunk_count, 0)::float8`.as('chunk_count'),
+            // The query's lexemes in the collection's configuration (the lexical ranking's terms).
+            sql<string[]>`array(select distinct l from unnest(tsvector_to_array(
+                            to_tsvector(text_search_config::regconfig, ${request.query}))) l)`.as('lexemes'),
             // Vectors in the shared HNSW index of this dimension (all collections; planner estimate).
             sql<number>`coalesce((select greatest(reltuples, 0) from pg_class
                                 where oid = to_regclass('chunk_embeddings_hnsw_' || embedding_dimensions)), 0)::float8`.as(
@@ -276,6 +284,7 @@ export class SearchService {
             for (const c of collections) {
               const { ranked, work } = await lexicalRanking(this.db, ws.id, c, request.query, candidates, {
                 documentFilter: documentCondition,
+                cache: this.#postingsCache,
               });
               lists.push(ranked);
               lexicalWork.push(work);
