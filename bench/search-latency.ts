@@ -590,6 +590,10 @@ async function main() {
             queryEmbeddingMs: embedMs,
             warmup: options.warmup,
             postingsCacheMb: runtime.config.searchPostingsCacheMb,
+            // What the cache held after this mode's warm-up and measurement.
+            postingsCache: searchOptions.postingsCache
+              ? { lists: searchOptions.postingsCache.size, bytes: searchOptions.postingsCache.bytes }
+              : null,
             querySeed: options.seed,
             sizes: sizes.map(({ indexes: _indexes, ...s }) => s),
             ingestion,

@@ -80,12 +80,17 @@ export async function lexicalRanking(
   if (!head?.n || head.next_seq === null) return { ranked: [], work };
   const nextSeq = head.next_seq;
   const lists: { lexeme: string; postings: number; data: Buffer }[] = [];
-  for (const r of rows) {
-    if (r.kind !== 'list' || r.lexeme === null || r.id === null || r.version === null) continue;
-    let data: Buffer | undefined;
+  const listRows = rows.filter(
+    (r): r is IndexRow & { lexeme: string; id: string; version: string } =>
+      r.kind === 'list' && r.lexeme !== null && r.id !== null && r.version !== null,
+  );
+  // The cached lists first: taking them marks them recently used, so caching this query's new lists
+  // below cannot evict them before they are read.
+  const held = listRows.map((r) => (r.data === null ? cache?.get(r.id, r.version) : undefined));
+  for (const [i, r] of listRows.entries()) {
+    let data = held[i];
     if (r.data === null) {
-      data = cache?.get(r.id, r.version);
-      // The cache dropped it since `known` (another query's lists evicted it): read it again.
+      // Evicted since `known` (by a concurrent search's lists): read it again.
       data ??= await listData(db, workspaceId, r.id, r.version);
       if (data === undefined) continue;
       work.cached++;
@@ -130,35 +135,83 @@ export async function lexicalRanking(
   const norm0 = k1 * (1 - b);
   const normLength = (k1 * b) / (head.avgdl ?? 1);
   // Typed arrays and byte reads: ~15 ns per posting, a third of a DataView and a growing array.
-  const scores = new Float64Array(nextSeq);
-  const touched = new Int32Array(work.postings);
+  const scratch = takeScratch(nextSeq, work.postings);
+  const { scores, touched } = scratch;
   let candidates = 0;
-  for (const list of lists) {
-    const n = df.get(list.lexeme) ?? 0;
-    if (n === 0) continue;
-    const w = Math.log(1 + (head.n - n + 0.5) / (n + 0.5)) * (k1 + 1);
-    const d = list.data;
-    for (let at = 0; at < d.byteLength; at += POSTING_BYTES) {
-      const seq = seqAt(d, at);
-      if (skip?.[seq] === 1) continue;
-      const tf = int16At(d, at + 4);
-      const before = scores[seq] ?? 0;
-      if (before === 0) touched[candidates++] = seq;
-      scores[seq] = before + (w * tf) / (tf + norm0 + normLength * int16At(d, at + 6));
+  let top: number[];
+  let topScores: number[];
+  try {
+    for (const list of lists) {
+      const n = df.get(list.lexeme) ?? 0;
+      if (n === 0) continue;
+      const w = Math.log(1 + (head.n - n + 0.5) / (n + 0.5)) * (k1 + 1);
+      const d = list.data;
+      for (let at = 0; at < d.byteLength; at += POSTING_BYTES) {
+        const seq = seqAt(d, at);
+        if (skip?.[seq] === 1) continue;
+        const tf = int16At(d, at + 4);
+        const before = scores[seq] ?? 0;
+        if (before === 0) touched[candidates++] = seq;
+        scores[seq] = before + (w * tf) / (tf + norm0 + normLength * int16At(d, at + 6));
+      }
     }
-  }
 
-  const top = best(scores, touched.subarray(0, candidates), limit);
+    top = best(scores, touched.subarray(0, candidates), limit);
+    topScores = top.map((seq) => scores[seq] ?? 0);
+  } finally {
+    releaseScratch(scratch, candidates);
+  }
   if (top.length === 0) return { ranked: [], work };
   const [found] = await tenantRead(db, workspaceId, () => [chunkIds(collection.id, top)]);
   const ids = new Map(found.map((r) => [r.seq, r.id]));
   const ranked: Ranked[] = [];
-  for (const seq of top) {
+  top.forEach((seq, i) => {
     const id = ids.get(seq);
     // Missing only when its document left the index since the postings were read.
-    if (id !== undefined) ranked.push({ id, score: scores[seq] ?? 0 });
-  }
+    if (id !== undefined) ranked.push({ id, score: topScores[i] ?? 0 });
+  });
   return { ranked, work };
+}
+
+/** A ranking's working arrays: scores by sequence number (all zero when free) and the touched numbers. */
+interface Scratch {
+  scores: Float64Array;
+  touched: Int32Array;
+}
+
+/**
+ * Free working arrays, reused: at 100k chunks a ranking needs ~1.2 MB of them, and allocating that per
+ * query (memory outside the JS heap) made V8 run a full garbage collection every few dozen queries,
+ * 5–7 ms each, in the middle of searches. A few sets are kept (concurrent searches), largest first.
+ */
+const scratchPool: Scratch[] = [];
+const SCRATCH_POOL_SIZE = 4;
+
+function takeScratch(numbers: number, postings: number): Scratch {
+  const at = scratchPool.findIndex((s) => s.scores.length >= numbers && s.touched.length >= postings);
+  const [free] = at === -1 ? [] : scratchPool.splice(at, 1);
+  if (free) return free;
+  // Room to grow: the collection's numbers and a query's postings vary a little from query to query.
+  return {
+    scores: new Float64Array(Math.ceil(numbers * 1.25)),
+    touched: new Int32Array(Math.ceil(postings * 1.25)),
+  };
+}
+
+/** Zeroes the scores `candidates` numbers touched and returns the arrays to the pool. */
+function releaseScratch(scratch: Scratch, candidates: number): void {
+  const { scores, touched } = scratch;
+  for (let i = 0; i < candidates; i++) scores[touched[i] ?? 0] = 0;
+  if (scratchPool.length >= SCRATCH_POOL_SIZE) {
+    // Keep the largest sets: a small one is dropped rather than a big one.
+    const smallest = scratchPool.reduce(
+      (m, s, i, all) => (s.scores.length < (all[m]?.scores.length ?? 0) ? i : m),
+      0,
+    );
+    if ((scratchPool[smallest]?.scores.length ?? 0) >= scores.length) return;
+    scratchPool.splice(smallest, 1);
+  }
+  scratchPool.push(scratch);
 }
 
 /** One row of {@link readIndex}: the statistics (`head`), a postings list, or the filter's ranges. */
