@@ -132,6 +132,10 @@ describe.each(drivers())('search (%s)', (driver) => {
     });
     expect(either.map((h) => h.text).sort()).toEqual([DOCS[4], DOCS[5]].sort());
     expect(either[0]?.snippet).toMatch(/<mark>/);
+    // Only stop words: no term to rank by, an empty answer (not an error).
+    expect(await search({ query: 'of the and', collections: [lexicalId], mode: 'lexical', k: 5 })).toEqual(
+      [],
+    );
   });
 
   it('applies filters inside the query, before the limit', async () => {

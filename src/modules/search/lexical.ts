@@ -13,8 +13,8 @@
  *     contribution summed per chunk in a dense array indexed by sequence number; the best `limit`;
  *  3. their chunk ids, from the sequence numbers (a later snapshot: see `chunkIds`).
  *
- * With a postings cache (postings-cache.ts) and the query's lexemes known beforehand, step 1 is sent
- * the id and version of every cached list of those lexemes and returns just that for them, not data.
+ * With a postings cache (postings-cache.ts), step 1 is sent the id and version of every cached list of
+ * the query's lexemes and returns just that for them, not data.
  *
  * Every posting of every query term is read, so the result is exact; what makes it fast is that a
  * posting is 8 bytes in a list read whole (a few dozen rows per term) instead of an index tuple, and
@@ -27,14 +27,13 @@ import type { PostingsCache } from './postings-cache.js';
 
 export interface LexicalCollection {
   id: string;
-  text_search_config: string;
   bm25_k1: number;
   bm25_b: number;
   /**
-   * The query's distinct lexemes in this collection's text-search configuration, when the caller has
-   * them (the search reads them with the collections); otherwise the ranking's statement derives them.
+   * The query's distinct lexemes in this collection's text-search configuration (the search reads
+   * them with the collections, in the same round trip).
    */
-  lexemes?: string[] | undefined;
+  lexemes: string[];
 }
 
 export interface Ranked {
@@ -58,7 +57,6 @@ export async function lexicalRanking(
   db: Db,
   workspaceId: string,
   collection: LexicalCollection,
-  query: string,
   limit: number,
   options: {
     /** A condition on a document `d` (the search filters), or undefined for none. */
@@ -69,12 +67,11 @@ export async function lexicalRanking(
 ): Promise<{ ranked: Ranked[]; work: LexicalWork }> {
   const work: LexicalWork = { terms: 0, lists: 0, postings: 0, cached: 0 };
   // Only stop words (or nothing): no term to rank by, and no round trip.
-  if (collection.lexemes?.length === 0) return { ranked: [], work };
+  if (collection.lexemes.length === 0) return { ranked: [], work };
   const { cache } = options;
-  const known =
-    cache && collection.lexemes ? cache.known(collection.id, collection.lexemes) : { ids: [], versions: [] };
+  const known = cache ? cache.known(collection.id, collection.lexemes) : { ids: [], versions: [] };
   const [rows] = await tenantRead(db, workspaceId, () => [
-    readIndex(collection, query, options.documentFilter, known),
+    readIndex(collection, options.documentFilter, known),
   ]);
   const head = rows.find((r) => r.kind === 'head');
   if (!head?.n || head.next_seq === null) return { ranked: [], work };
@@ -244,7 +241,6 @@ interface IndexRow {
  */
 function readIndex(
   collection: LexicalCollection,
-  query: string,
   documentFilter: RawBuilder<unknown> | undefined,
   known: { ids: string[]; versions: string[] },
 ) {
@@ -257,10 +253,6 @@ function readIndex(
       from lexical_ranges r join documents d on d.id = r.document_id
       where r.collection_id = ${id} and r.live and ${documentFilter}`
     : sql``;
-  const lexemes = collection.lexemes
-    ? sql`unnest(${collection.lexemes}::text[])`
-    : sql`unnest(array(select distinct l.lexeme
-                       from unnest(to_tsvector(${collection.text_search_config}::regconfig, ${query})) l))`;
   // The cached lists: sent as parallel arrays, matched on id and version.
   const cached =
     known.ids.length > 0
@@ -281,7 +273,7 @@ function readIndex(
     union all
     select 'list', t.lexeme, p.id::text, p.version, p.postings,
            case when k.id is null then encode(p.data, 'base64') end, null, null, null, null, null
-    from ${lexemes} t(lexeme)
+    from unnest(${collection.lexemes}::text[]) t(lexeme)
     cross join lateral (select p.id, p.xmin::text || ':' || p.postings as version, p.postings, p.data
                         from lexical_postings p
                         where p.collection_id = ${id} and p.lexeme = t.lexeme offset 0) p

@@ -247,9 +247,11 @@ export class SearchService {
             'embedding_model',
             'embedding_dimensions',
             sql<number>`coalesce(s.chunk_count, 0)::float8`.as('chunk_count'),
-            // The query's lexemes in the collection's configuration (the lexical ranking's terms).
-            sql<string[]>`array(select distinct l from unnest(tsvector_to_array(
-                            to_tsvector(text_search_config::regconfig, ${request.query}))) l)`.as('lexemes'),
+            // The query's lexemes in the collection's configuration (the lexical ranking's terms; a
+            // tsvector holds each lexeme once).
+            sql<string[]>`tsvector_to_array(to_tsvector(text_search_config::regconfig, ${request.query}))`.as(
+              'lexemes',
+            ),
             // Vectors in the shared HNSW index of this dimension (all collections; planner estimate).
             sql<number>`coalesce((select greatest(reltuples, 0) from pg_class
                                 where oid = to_regclass('chunk_embeddings_hnsw_' || embedding_dimensions)), 0)::float8`.as(
@@ -282,7 +284,7 @@ export class SearchService {
         : this.#timed('lexical', async () => {
             const lists: Ranked[][] = [];
             for (const c of collections) {
-              const { ranked, work } = await lexicalRanking(this.db, ws.id, c, request.query, candidates, {
+              const { ranked, work } = await lexicalRanking(this.db, ws.id, c, candidates, {
                 documentFilter: documentCondition,
                 cache: this.#postingsCache,
               });
