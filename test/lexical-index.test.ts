@@ -212,6 +212,21 @@ describe.each(drivers())('lexical index (%s)', (driver) => {
     expect(drift.problems).toEqual([]);
     return drift;
   };
+  /** The main collection's documents: id by external id. */
+  const idsByExternal = async () => {
+    const list = await t.app.inject({
+      method: 'GET',
+      url: `/v1/collections/${collectionId}/documents?limit=100`,
+      headers: authHeaders(owner),
+    });
+    return new Map(list.json<{ data: DocumentBody[] }>().data.map((d) => [d.externalId ?? '', d.id]));
+  };
+  /** The owner, searching with the service directly. */
+  const searcher = (): WorkspaceContext => ({
+    id: owner.workspaceId,
+    role: 'owner',
+    permissions: new Set<Permission>(['search']),
+  });
 
   beforeAll(async () => {
     t = await createTestApp(driver, {
@@ -240,14 +255,7 @@ describe.each(drivers())('lexical index (%s)', (driver) => {
   it('matches after new versions, re-processing, failure and deletes', async () => {
     // A new version of d1 (re-queued, re-ingested), d2 re-processed, d3 deleted, d5 failed.
     const updated = await add(collectionId, { text: text(1001), externalId: 'd1' });
-    const list = await t.app.inject({
-      method: 'GET',
-      url: `/v1/collections/${collectionId}/documents?limit=100`,
-      headers: authHeaders(owner),
-    });
-    const byExternal = new Map(
-      list.json<{ data: DocumentBody[] }>().data.map((d) => [d.externalId ?? '', d.id]),
-    );
+    const byExternal = await idsByExternal();
     const reprocess = await call('POST', `/v1/documents/${byExternal.get('d2')}/reprocess`);
     expect(reprocess.statusCode, reprocess.body).toBe(202);
     expect((await call('DELETE', `/v1/documents/${byExternal.get('d3')}`)).statusCode).toBe(204);
@@ -396,11 +404,7 @@ describe.each(drivers())('lexical index (%s)', (driver) => {
 
   it('compacts to the same rankings: deleted postings purged, new lists merged by size tier', async () => {
     const db = t.db.database.db;
-    const ws: WorkspaceContext = {
-      id: owner.workspaceId,
-      role: 'owner',
-      permissions: new Set<Permission>(['search']),
-    };
+    const ws = searcher();
     const service = new SearchService(db, undefined);
     const queries = [
       'apple pear plum',
@@ -420,13 +424,8 @@ describe.each(drivers())('lexical index (%s)', (driver) => {
                                  where collection_id = ${collectionId} and lexeme = ${lexeme}`.execute(db)
       ).rows[0]?.n;
     // A deletion just now: its postings are hidden from search but still in the lists.
-    const list = await t.app.inject({
-      method: 'GET',
-      url: `/v1/collections/${collectionId}/documents?limit=100`,
-      headers: authHeaders(owner),
-    });
-    const d6 = list.json<{ data: DocumentBody[] }>().data.find((d) => d.externalId === 'd6');
-    expect((await call('DELETE', `/v1/documents/${d6?.id}`)).statusCode).toBe(204);
+    const d6 = (await idsByExternal()).get('d6');
+    expect((await call('DELETE', `/v1/documents/${d6}`)).statusCode).toBe(204);
     expect(await listsOf('unique6word')).toBe(1);
     const hidden = await service.search(ws, {
       query: 'unique6word',
@@ -478,11 +477,7 @@ describe.each(drivers())('lexical index (%s)', (driver) => {
 
   it('ranks the same through the postings cache, which follows list rewrites and keeps to its collection', async () => {
     const db = t.db.database.db;
-    const ws: WorkspaceContext = {
-      id: owner.workspaceId,
-      role: 'owner',
-      permissions: new Set<Permission>(['search']),
-    };
+    const ws = searcher();
     const cache = new PostingsCache(64 * 1024 * 1024);
     const cached = new SearchService(db, undefined, { postingsCache: cache });
     const plain = new SearchService(db, undefined);
@@ -510,13 +505,8 @@ describe.each(drivers())('lexical index (%s)', (driver) => {
     expect(warm).toBeGreaterThan(0);
 
     // A purge rewrites lists in place (same ids, new versions): the stale copies are not used.
-    const list = await t.app.inject({
-      method: 'GET',
-      url: `/v1/collections/${collectionId}/documents?limit=100`,
-      headers: authHeaders(owner),
-    });
-    const d9 = list.json<{ data: DocumentBody[] }>().data.find((d) => d.externalId === 'd9');
-    expect((await call('DELETE', `/v1/documents/${d9?.id}`)).statusCode).toBe(204);
+    const d9 = (await idsByExternal()).get('d9');
+    expect((await call('DELETE', `/v1/documents/${d9}`)).statusCode).toBe(204);
     const purged = await compactCollection(db, owner.workspaceId, collectionId, { fanIn: 1000 });
     expect(purged).toMatchObject({ listsWritten: 0 });
     expect(purged.postingsPurged).toBeGreaterThan(0);
