@@ -249,7 +249,8 @@ function packUnits(doc: ParsedDocument, units: Unit[], opts: ChunkingOptions): C
     // The real count of the exact span decides; the packing sum is only an estimate.
     let start: number = overlap?.start ?? first.start;
     let end = units[j - 1]?.end ?? first.end;
-    let tokens = countTokens(text.slice(start, end));
+    // (A chunk of exactly one unit has the unit's count.)
+    let tokens = overlap === null && j === i + 1 ? first.tokens : countTokens(text.slice(start, end));
     while (tokens > maxTokens) {
       if (overlap !== null) {
         overlap = null;
@@ -318,8 +319,9 @@ function findOverlap(
     const s = Math.max(u.start, floor);
     for (const c of lineStarts(text, s, u.end)) candidates.add(c);
     if (!u.linesOnly) for (const c of sentenceStarts(text, s, u.end)) candidates.add(c);
-    // Units far before the budget cannot contribute; stop once enough text is in view.
-    if (countTokens(text.slice(u.start, last.end)) > budget) break;
+    // Units far before the budget cannot contribute; stop once enough text is in view (the last
+    // unit's span is the one its count was taken on).
+    if ((k === to - 1 ? u.tokens : countTokens(text.slice(u.start, last.end))) > budget) break;
   }
   let best: { start: number; tokens: number } | null = null;
   for (const c of [...candidates].sort((a, b) => b - a)) {

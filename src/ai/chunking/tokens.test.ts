@@ -1,0 +1,109 @@
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { countTokens as libraryCount } from 'gpt-tokenizer';
+import { describe, expect, it } from 'vitest';
+import { countTokens } from './tokens.js';
+
+const PLAIN_TEXT = { disallowedSpecial: new Set<string>() } as const;
+const reference = (text: string) => libraryCount(text, PLAIN_TEXT);
+
+/** A deterministic generator (mulberry32), so a failure names a reproducible input. */
+function random(seed: number): () => number {
+  let a = seed;
+  return () => {
+    a = (a + 0x6d2b79f5) | 0;
+    let t = Math.imul(a ^ (a >>> 15), 1 | a);
+    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+// Characters the o200k split pattern treats differently: letters by case, marks, digits, spaces,
+// line breaks, punctuation, apostrophes of contractions, CJK, emoji (surrogate pairs, ZWJ).
+const POOL = [
+  ...'abcdefghijklmnopqrstuvwxyz'.split(''),
+  ...'ABCDEFGHIJKLMNOPQRSTUVWXYZ'.split(''),
+  ...'0123456789'.split(''),
+  ' ',
+  ' ',
+  ' ',
+  '  ',
+  '\n',
+  '\r\n',
+  '\t',
+  '\u00a0',
+  ...'.,;:!?\'"()[]{}<>/\\|-_=+*&^%$#@~`'.split(''),
+  "'s",
+  "'LL",
+  "'re",
+  'é',
+  'ß',
+  'İ',
+  'ǅ',
+  'e\u0301',
+  'Ω',
+  'я',
+  'ע',
+  'ب',
+  'क्ष',
+  '中',
+  '文',
+  'の',
+  '한',
+  '😀',
+  '👩‍💻',
+  '🇫🇷',
+  '\u200b',
+  '<|endoftext|>',
+  '<|fim_prefix|>',
+];
+
+describe('countTokens', () => {
+  it('counts exactly as gpt-tokenizer (o200k_base) on random text of every character class', () => {
+    const next = random(42);
+    for (let n = 0; n < 3000; n++) {
+      const length = 1 + Math.floor(next() * 40);
+      let text = '';
+      for (let i = 0; i < length; i++) text += POOL[Math.floor(next() * POOL.length)] ?? '';
+      // Twice: the second count is answered from the piece cache.
+      expect([countTokens(text), countTokens(text)], JSON.stringify(text)).toEqual([
+        reference(text),
+        reference(text),
+      ]);
+    }
+  });
+
+  it('counts exactly as gpt-tokenizer on real documents, whole and in arbitrary slices', () => {
+    const corpus = path.resolve(
+      path.dirname(fileURLToPath(import.meta.url)),
+      '../../../../shared/eval/covidqa/corpus.jsonl',
+    );
+    const texts = readFileSync(corpus, 'utf8')
+      .split('\n')
+      .filter((line) => line.trim() !== '')
+      .slice(0, 40)
+      .map((line) => (JSON.parse(line) as { text: string }).text);
+    const next = random(7);
+    for (const text of texts) {
+      expect(countTokens(text)).toBe(reference(text));
+      for (let n = 0; n < 20; n++) {
+        const start = Math.floor(next() * text.length);
+        const slice = text.slice(start, start + Math.floor(next() * 2000));
+        expect(countTokens(slice), JSON.stringify(slice.slice(0, 80))).toBe(reference(slice));
+      }
+    }
+  });
+
+  it('stays exact for long pieces (not cached) and after the cache fills and is emptied', () => {
+    const long = `${'a'.repeat(500)} ${'9'.repeat(90)} ${'—'.repeat(70)} Pneumonoultramicroscopicsilicovolcanoconiosis`;
+    expect(countTokens(long)).toBe(reference(long));
+    // More distinct pieces than the cache holds (50,000): it is emptied and refilled on the way.
+    const words: string[] = [];
+    for (let i = 0; i < 60_000; i++) words.push(`w${i.toString(36)}x`);
+    const text = words.join(' ');
+    expect(countTokens(text)).toBe(reference(text));
+    expect(countTokens(text)).toBe(reference(text));
+    expect(countTokens('')).toBe(0);
+  });
+});
