@@ -50,7 +50,7 @@ export const settings = {
   databasePoolSize: {
     env: 'DATABASE_POOL_SIZE',
     schema: Type.Integer({ minimum: 1, maximum: 500, default: 10 }),
-    doc: 'Maximum connections in the server-mode pool (per process).',
+    doc: 'Maximum connections in the server-mode pool (per process). A process that runs jobs holds one more, outside the pool, that LISTENs for new jobs.',
   },
   databaseStatementTimeoutMs: {
     env: 'DATABASE_STATEMENT_TIMEOUT_MS',

@@ -253,3 +253,74 @@ describe.runIf(serverAvailable())('job queue start-up (server)', () => {
     }
   });
 });
+
+describe.each(drivers())('job wake-up (%s)', (driver) => {
+  // Workers that poll only once a minute: a job runs within seconds only because the notification
+  // sent with it wakes them.
+  let t: TestDatabase;
+  let jobs: JobQueue;
+  const ran: string[] = [];
+  const echo = defineJob({
+    name: 'test.wake',
+    payload: Type.Object({ key: Type.String() }),
+    retry: { limit: 0, delaySeconds: 0, backoff: false },
+    handler({ key }) {
+      ran.push(key);
+      return Promise.resolve({ key });
+    },
+  });
+  const ranSoon = (key: string) => waitFor(async () => ran.includes(key) || null, `job ${key}`, 15_000);
+  // The worker's first fetch happens as it starts; after it, it sleeps for the polling interval.
+  const settle = () => new Promise((resolve) => setTimeout(resolve, 1500));
+
+  beforeAll(async () => {
+    t = await createTestDatabase(driver);
+    jobs = new JobQueue(jobDeps(t.config, t.database, silentLogger), [echo], {
+      work: true,
+      concurrency: 1,
+      pollingIntervalSeconds: 60,
+    });
+    await jobs.start();
+    await settle();
+  });
+  afterAll(async () => {
+    await jobs.stop(2000);
+    await t.close();
+  });
+
+  it('runs a new job at once, not after the polling interval', async () => {
+    await jobs.send(echo, { key: 'plain' });
+    await ranSoon('plain');
+  });
+
+  it('wakes the workers when the transaction that sent the job commits, never before', async () => {
+    await settle();
+    await t.database.db.transaction().execute(async (trx) => {
+      await jobs.send(echo, { key: 'in-transaction' }, { trx });
+      await settle();
+      expect(ran).not.toContain('in-transaction');
+    });
+    await ranSoon('in-transaction');
+  });
+
+  it.runIf(driver === 'server')('listens again after its connection is lost', async () => {
+    await settle();
+    const { rows } = await sql<{ n: number }>`
+      select count(pg_terminate_backend(pid))::int as n from pg_stat_activity
+      where application_name = 'larder-listen' and datname = current_database()`.execute(t.database.db);
+    expect(rows[0]?.n).toBe(1);
+    // Reconnects after 2 s; a job sent before then is picked up by the next poll, so wait it out.
+    await waitFor(
+      async () => {
+        const { rows: listening } = await sql<{ n: number }>`
+          select count(*)::int as n from pg_stat_activity
+          where application_name = 'larder-listen' and datname = current_database()`.execute(t.database.db);
+        return (listening[0]?.n ?? 0) > 0 || null;
+      },
+      'the listener to reconnect',
+      10_000,
+    );
+    await jobs.send(echo, { key: 'after-reconnect' });
+    await ranSoon('after-reconnect');
+  });
+});

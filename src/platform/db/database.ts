@@ -33,6 +33,15 @@ export interface Database {
    * `values` is empty; rows of every statement are returned in order.
    */
   executeSql(text: string, values?: unknown[]): Promise<SqlResult>;
+  /**
+   * Calls `onPayload` for every `NOTIFY` on `channel` (a lower-case identifier) until the returned
+   * function is called or the database closes. PostgreSQL delivers a notification when the
+   * transaction that sent it commits, never if it rolls back. On a server the listener holds one
+   * connection of its own, outside the pool, and reconnects after a failure; notifications sent while
+   * it is disconnected are lost, so it may only speed up what also works without it (the job queue
+   * still polls).
+   */
+  listen(channel: string, onPayload: (payload: string) => void): Promise<() => Promise<void>>;
   /** Closes pools / the embedded database. Idempotent. */
   close(): Promise<void>;
 }
@@ -85,6 +94,11 @@ export function embeddedDatabase(
           throw error;
         }
       }),
+    listen: (channel, onPayload) =>
+      lock.run(async () => {
+        const unlisten = await pglite.listen(channel, onPayload);
+        return () => (closed ? Promise.resolve() : lock.run(() => unlisten()));
+      }),
     async close() {
       if (closed) return;
       closed = true;
@@ -112,6 +126,7 @@ async function openServer(config: Config, url: string, logger: Logger): Promise<
   const db = new Kysely<DB>({ dialect: new PostgresDialect({ pool }) });
   registerServerPool(db, pool, pgTypes);
   let closed = false;
+  const listeners = new Set<() => Promise<void>>();
   return {
     mode: 'server',
     db,
@@ -121,11 +136,88 @@ async function openServer(config: Config, url: string, logger: Logger): Promise<
         rows: Array.isArray(result) ? result.flatMap((r) => r.rows as unknown[]) : (result.rows as unknown[]),
       };
     },
+    async listen(channel, onPayload) {
+      const stop = await serverListener(url, channel, onPayload, logger);
+      const unlisten = async () => {
+        listeners.delete(unlisten);
+        await stop();
+      };
+      listeners.add(unlisten);
+      return unlisten;
+    },
     async close() {
       if (closed) return;
       closed = true;
+      await Promise.all([...listeners].map((unlisten) => unlisten()));
       await db.destroy(); // ends the pool
     },
+  };
+}
+
+/** Delay before a lost listening connection is opened again. */
+const LISTEN_RECONNECT_MS = 2000;
+
+/**
+ * A connection of its own that LISTENs on `channel`; reopened after an error or a server restart. The
+ * first connection must succeed (a wrong URL fails at start-up, not silently later).
+ */
+async function serverListener(
+  url: string,
+  channel: string,
+  onPayload: (payload: string) => void,
+  logger: Logger,
+): Promise<() => Promise<void>> {
+  let stopped = false;
+  let client: pg.Client | undefined;
+  let retry: NodeJS.Timeout | undefined;
+  const connect = async () => {
+    const next = new pg.Client({
+      connectionString: url,
+      application_name: 'larder-listen',
+      connectionTimeoutMillis: 10_000,
+    });
+    next.on('notification', (message) => {
+      if (message.channel === channel) onPayload(message.payload ?? '');
+    });
+    // Only a connection that was listening counts as lost; a failed connect rejects instead.
+    const lost = (error?: Error) => {
+      if (stopped || client !== next) return;
+      client = undefined;
+      logger.warn({ err: error, channel }, 'database listener lost; reconnecting');
+      next.end().catch(() => undefined);
+      schedule();
+    };
+    next.on('error', lost);
+    next.on('end', () => {
+      lost();
+    });
+    try {
+      await next.connect();
+      await next.query(`listen ${pg.escapeIdentifier(channel)}`);
+    } catch (error) {
+      await next.end().catch(() => undefined);
+      throw error;
+    }
+    if (stopped) await next.end().catch(() => undefined);
+    else client = next;
+  };
+  const schedule = () => {
+    retry = setTimeout(() => {
+      if (stopped) return;
+      connect().catch((error: unknown) => {
+        logger.warn({ err: error, channel }, 'database listener could not reconnect');
+        schedule();
+      });
+    }, LISTEN_RECONNECT_MS);
+    retry.unref();
+  };
+  await connect();
+  return async () => {
+    stopped = true;
+    clearTimeout(retry);
+    const last = client;
+    client = undefined;
+    await last?.end().catch(() => undefined);
   };
 }
 

@@ -3,7 +3,7 @@
  * On PGlite, pg-boss talks through `Database.executeSql`, which shares the session lock with Kysely.
  */
 import { setMaxListeners } from 'node:events';
-import { CompiledQuery, type Transaction } from 'kysely';
+import { CompiledQuery, sql, type Transaction } from 'kysely';
 import PgBoss from 'pg-boss';
 import { Value } from 'typebox/value';
 import type { Database } from '../db/database.js';
@@ -12,6 +12,15 @@ import { AppError } from '../errors.js';
 import type { JobContext, JobDefinition, JobDeps } from './define.js';
 
 export const JOB_SCHEMA = 'larder_jobs';
+
+/**
+ * The channel a sent job is announced on (payload: its queue's name). Workers poll every
+ * `pollingIntervalSeconds` and also LISTEN here, so a new job starts at once instead of after up to
+ * a polling interval; the notification is sent in the job's own transaction, so it arrives when the
+ * job is visible, and never for a job whose transaction rolled back.
+ */
+export const WAKE_CHANNEL = 'larder_jobs';
+const WAKE_DELAY_MS = 50;
 
 export interface JobQueueOptions {
   /** Run handlers, maintenance and cron schedules (`larder worker`, or `serve` in embedded mode). */
@@ -61,6 +70,9 @@ export class JobQueue {
   readonly #boss: PgBoss;
   readonly #definitions = new Map<string, JobDefinition>();
   readonly #abort = new AbortController();
+  /** This process's workers per queue, woken by a notification on WAKE_CHANNEL. */
+  readonly #workers = new Map<string, string[]>();
+  #unlisten: (() => Promise<void>) | undefined;
   #started = false;
 
   constructor(
@@ -117,6 +129,17 @@ export class JobQueue {
       await retryDeadlocks(() => this.#boss.updateQueue(def.name, { name: def.name, ...policy }));
     }
     if (!this.options.work) return;
+    // Notifications are coalesced per queue for WAKE_DELAY_MS: during a burst of sends the workers
+    // then fetch several jobs at once (batched handlers index them together) instead of one each.
+    const pending = new Set<string>();
+    this.#unlisten = await this.deps.database.listen(WAKE_CHANNEL, (name) => {
+      if (pending.has(name) || !this.#workers.has(name)) return;
+      pending.add(name);
+      setTimeout(() => {
+        pending.delete(name);
+        for (const id of this.#workers.get(name) ?? []) this.#boss.notifyWorker(id);
+      }, WAKE_DELAY_MS).unref();
+    });
     for (const def of this.#definitions.values()) {
       if (def.schedule) await this.#boss.schedule(def.name, def.schedule, {}, { tz: 'UTC' });
       for (let i = 0; i < this.options.concurrency; i++) {
@@ -139,6 +162,7 @@ export class JobQueue {
             return job ? this.#run(def, job) : undefined;
           },
         );
+        this.#workers.set(def.name, [...(this.#workers.get(def.name) ?? []), worker.id]);
       }
     }
     this.deps.logger.info(
@@ -266,11 +290,17 @@ export class JobQueue {
     if (!Value.Check(def.payload, payload)) {
       throw new AppError('validation_failed', { detail: `invalid payload for job ${def.name}` });
     }
-    return this.#boss.send(def.name, payload as object, {
+    const id = await this.#boss.send(def.name, payload as object, {
       ...(options.trx ? { db: transactionDb(options.trx) } : {}),
       ...(options.singletonKey ? { singletonKey: options.singletonKey } : {}),
       ...(options.startAfterSeconds ? { startAfter: options.startAfterSeconds } : {}),
     });
+    // Wakes the workers (of every process) when the job becomes visible: at the commit of `trx`.
+    if (id !== null && !options.startAfterSeconds) {
+      if (options.trx) await sql`select pg_notify(${WAKE_CHANNEL}, ${def.name})`.execute(options.trx);
+      else await this.deps.database.executeSql('select pg_notify($1, $2)', [WAKE_CHANNEL, def.name]);
+    }
+    return id;
   }
 
   /** State of a job (`created`, `active`, `completed`, `failed`, …), or null if unknown. */
@@ -283,6 +313,9 @@ export class JobQueue {
   async stop(timeoutMs: number): Promise<void> {
     if (!this.#started) return;
     this.#abort.abort();
+    await this.#unlisten?.();
+    this.#unlisten = undefined;
+    this.#workers.clear();
     await this.#boss.stop({ graceful: true, wait: true, timeout: Math.max(timeoutMs, 1000), close: false });
     this.#started = false;
   }
