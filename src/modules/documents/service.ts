@@ -4,7 +4,8 @@
  *
  * Adding a document (`add`):
  *  1. The content is spooled to a temporary file while it is hashed and counted (never held in
- *     memory, never inside a transaction; `payload_too_large` past the limit).
+ *     memory, never inside a transaction; `payload_too_large` past the limit). Content the caller
+ *     already holds in memory (a Uint8Array) is hashed and counted where it is.
  *  2. The first bytes are sniffed: a format no parser reads is refused with 415 before anything is
  *     stored; an empty body is refused with 422.
  *  3. One tenant transaction decides what the content is:
@@ -46,7 +47,7 @@ import { ParseError } from '../../ai/parsing/index.js';
 import { sniff } from '../../ai/parsing/sniff.js';
 import { type AuditContext, recordAudit, SYSTEM_AUDIT } from '../audit/service.js';
 import { ingestDocumentJob } from './jobs.js';
-import { spool, type SpooledFile } from './spool.js';
+import { inMemory, spool, type SpooledFile } from './spool.js';
 import { requestCompaction } from '../search/jobs.js';
 
 export const DOCUMENT_COLUMNS = [
@@ -199,10 +200,6 @@ const FIND_DOCUMENT = new ReadTemplate(
 const lockKey = (collectionId: string, kind: string, value: string) =>
   createHash('sha256').update(`${collectionId}\0${kind}\0${value}`).digest().readBigInt64BE(0).toString();
 
-async function* single(bytes: Uint8Array): AsyncIterable<Uint8Array> {
-  yield bytes;
-}
-
 export class DocumentService {
   constructor(
     private readonly db: Db,
@@ -220,8 +217,11 @@ export class DocumentService {
     audit: AuditContext = SYSTEM_AUDIT,
   ): Promise<AddResult> {
     assertPermission(ws, 'documents:write');
-    const content = input.content instanceof Uint8Array ? single(input.content) : input.content;
-    const file = await spool(content, this.options.uploadLimitBytes);
+    const limit = this.options.uploadLimitBytes;
+    const file =
+      input.content instanceof Uint8Array
+        ? inMemory(input.content, limit)
+        : await spool(input.content, limit);
     try {
       if (file.bytes === 0)
         throw new AppError('unprocessable_document', {

@@ -75,6 +75,25 @@ export async function spool(source: AsyncIterable<Uint8Array>, limit: number): P
   };
 }
 
+/**
+ * The same for content already in memory (a JSON body, `larder import`, a fetched page): hashed and
+ * counted, its parts are views of the buffer. Writing it to disk and reading it back would only cost
+ * time (two system calls per file and a temporary directory, per document).
+ */
+export function inMemory(content: Uint8Array, limit: number): SpooledFile {
+  if (content.length > limit) throw tooLarge(limit);
+  const bytes = Buffer.from(content.buffer, content.byteOffset, content.length);
+  return {
+    bytes: bytes.length,
+    sha256: createHash('sha256').update(bytes).digest('hex'),
+    head: bytes.subarray(0, HEAD_BYTES),
+    parts: async function* () {
+      for (let at = 0; at < bytes.length; at += PART_BYTES) yield bytes.subarray(at, at + PART_BYTES);
+    },
+    dispose: () => Promise.resolve(),
+  };
+}
+
 async function* readParts(path: string): AsyncIterable<Buffer> {
   let pending: Buffer[] = [];
   let length = 0;
