@@ -340,8 +340,8 @@ function isHeadingLine(view: string, line: number): boolean {
 const PARSE_SLICE_CHARS = 32 * 1024;
 
 /**
- * Parses a window. The mdast of micromark costs ~200 bytes per character, so Markdown is parsed in
- * slices cut at strong boundaries (which give exactly the blocks of one parse); a window with no
+ * Parses a window. Markdown is parsed in slices (which bounds the garbage of one parse: an mdast cost
+ * ~200 bytes per character, markdown-it's tokens far less) cut at strong boundaries (which give exactly the blocks of one parse); a window with no
  * strong boundary is parsed whole. A window that starts inside a fenced code or HTML block (a forced
  * cut) is parsed after that block's opening line, so its content is not read as Markdown (a
  * `# comment` would become a heading); offsets are shifted back, clamping the first block to 0.

@@ -1,9 +1,10 @@
 /**
  * `chunkTextStream` in a worker thread with a capped heap.
  *
- * Parsing Markdown produces a lot of short-lived garbage (mdast nodes, ~200 bytes per character of a
- * slice). V8 grows a process's heap lazily and far beyond what is live, so in the worker process a
- * 10 MB file pushed RSS past 500 MB although less than 50 MB was ever in use. A thread with
+ * Parsing and chunking a big file produce a lot of short-lived garbage (with micromark's mdast, which
+ * Markdown was parsed into until markdown-it replaced it, ~200 bytes per character of a slice). V8
+ * grows a process's heap lazily and far beyond what is live, so in the worker process a 10 MB file
+ * pushed RSS past 500 MB although less than 50 MB was ever in use. A thread with
  * `maxOldGenerationSizeMb` collects early instead, and the main thread (database, queue) stays small.
  * Parts are pulled on request, so at most one part and one window are in flight.
  */

@@ -24,7 +24,7 @@ export async function parseDocument(bytes: Uint8Array, hint: ParseHint): Promise
 
 /**
  * Parsers are imported on first use: together they weigh more than a second of start-up (pdf.js,
- * mammoth, linkedom, micromark), which every CLI command and API replica would otherwise pay.
+ * mammoth, linkedom, markdown-it), which every CLI command and API replica would otherwise pay.
  */
 async function parseSniffed(bytes: Uint8Array, hint: ParseHint): Promise<ParsedDocument> {
   const sniffed = await sniff(bytes, hint);

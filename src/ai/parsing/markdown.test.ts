@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 
 import { blockTexts, expectValidBlocks } from '../../../test/fixtures/parsing/builders.js';
 import { parseDocument } from './index.js';
+import { parseMarkdown } from './markdown.js';
 
 const encode = (text: string): Uint8Array => new TextEncoder().encode(text);
 
@@ -75,6 +76,49 @@ describe('parseDocument: Markdown', () => {
     expect(doc.title).toBe('Título');
     expectValidBlocks(doc);
     expect(blockTexts(doc)).toEqual(['# Título', 'First para\nsame para.', '- a\n- b']);
+  });
+
+  it('keeps footnote definitions where they are written, takes the title without its markup, and finds tables without edge pipes', async () => {
+    const source = [
+      '# The *Larder* `v2` [guide](https://example.com)',
+      '',
+      'A claim.[^1]',
+      '',
+      '[^1]: The footnote, which goes on',
+      '    over an indented line.',
+      '',
+      'name | qty',
+      '---- | --:',
+      'salt | 2',
+      '',
+      '[ref]: https://example.com',
+      '',
+      'Last words.',
+    ].join('\n');
+    const doc = await parseDocument(encode(source), { filename: 'notes.md' });
+
+    expect(doc.title).toBe('The Larder v2 guide');
+    expectValidBlocks(doc);
+    expect(doc.blocks.map((b) => b.kind)).toEqual([
+      'heading',
+      'paragraph',
+      'paragraph',
+      'table',
+      'paragraph',
+    ]);
+    expect(blockTexts(doc)).toEqual([
+      '# The *Larder* `v2` [guide](https://example.com)',
+      'A claim.[^1]',
+      '[^1]: The footnote, which goes on\n    over an indented line.',
+      'name | qty\n---- | --:\nsalt | 2',
+      'Last words.',
+    ]);
+  });
+
+  it('locates blocks in the original text whatever its line breaks (CRLF, CR)', () => {
+    const source = '# One\r\n\r\nTwo\rlines\r\rThree\n';
+    const doc = parseMarkdown(source);
+    expect(doc.blocks.map((b) => source.slice(b.start, b.end))).toEqual(['# One', 'Two\rlines', 'Three']);
   });
 
   it('treats a document of only thematic breaks as empty', async () => {
