@@ -116,7 +116,9 @@ export async function measureIngestMemory(options: {
       await runtime.close();
     }
 
-    const worker = spawn(process.execPath, [entry, 'worker'], {
+    // BENCH_WORKER_ARGS: node flags for the worker (`--trace-gc`, `--heap-growing-percent=N`, …).
+    const flags = (process.env.BENCH_WORKER_ARGS ?? '').split(' ').filter(Boolean);
+    const worker = spawn(process.execPath, [...flags, entry, 'worker'], {
       env: { ...process.env, DATABASE_URL: databaseUrl, LOG_LEVEL: 'warn', LARDER_JOB_CONCURRENCY: '1' },
       stdio: ['ignore', 'inherit', 'inherit'],
     });

@@ -25,9 +25,14 @@ type FromThread =
 export interface ThreadLimits {
   /** Old-generation heap of the thread, in MiB. */
   maxHeapMb: number;
+  /**
+   * Young generation of the thread, in MiB (V8's default is 48). Chunking's garbage dies young, so a
+   * small one costs no time: a 200 MB upload took as long with 8, and peaked ~35 MiB lower.
+   */
+  maxYoungMb?: number;
 }
 
-export const DEFAULT_THREAD_LIMITS: ThreadLimits = { maxHeapMb: 128 };
+export const DEFAULT_THREAD_LIMITS: ThreadLimits = { maxHeapMb: 128, maxYoungMb: 8 };
 
 function rebuild(message: Extract<FromThread, { type: 'error' }>): Error {
   if (message.name === 'ParseError')
@@ -42,7 +47,10 @@ export async function* chunkTextStreamInThread(
   limits: ThreadLimits = DEFAULT_THREAD_LIMITS,
 ): AsyncGenerator<Chunk[]> {
   const worker: Worker = startModuleWorker(import.meta.url, 'stream-thread', {
-    resourceLimits: { maxOldGenerationSizeMb: limits.maxHeapMb },
+    resourceLimits: {
+      maxOldGenerationSizeMb: limits.maxHeapMb,
+      ...(limits.maxYoungMb === undefined ? {} : { maxYoungGenerationSizeMb: limits.maxYoungMb }),
+    },
   });
   const inbox = new Mailbox<FromThread>();
   let failure: Error | undefined;
