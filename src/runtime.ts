@@ -2,7 +2,6 @@
  * Process composition: builds the dependencies every entry point shares (database, migrations,
  * Redis, job queue) and tears them down in the reverse order. The CLI commands are thin wrappers.
  */
-import { setFlagsFromString } from 'node:v8';
 import { Redis } from 'ioredis';
 import { type Config, databaseMode, describeConfig } from './config.js';
 import { assertServerRequirements, type Database, openDatabase } from './platform/db/database.js';
@@ -12,6 +11,7 @@ import { JobQueue } from './platform/jobs/queue.js';
 import { embeddingOptionsFromConfig, EmbeddingProviders } from './ai/embeddings/index.js';
 import { type EventBus, InProcessEventBus, RedisEventBus } from './platform/events/bus.js';
 import { jobDefinitions } from './platform/jobs/registry.js';
+import { limitHeapGrowth } from './platform/heap.js';
 import type { Logger } from './platform/logger.js';
 
 export interface Runtime {
@@ -167,18 +167,4 @@ export function handleShutdownSignals(
       if (requested) run();
     },
   };
-}
-
-/**
- * How far V8 lets the old generation grow past what the last full collection kept, in percent, in a
- * process that runs jobs. V8's own factor (up to 4× when allocation is fast) let a worker ingesting a
- * 200 MB upload swing between ~300 and ~450 MiB of RSS while less than 60 MiB of its heap was live;
- * at 30 % it peaks below 300 MiB in the same time. A process-wide V8 flag; `node
- * --heap-growing-percent=N` on the command line takes precedence.
- */
-const JOB_HEAP_GROWING_PERCENT = 30;
-
-function limitHeapGrowth(): void {
-  if (process.execArgv.some((arg) => arg.startsWith('--heap-growing-percent'))) return;
-  setFlagsFromString(`--heap-growing-percent=${JOB_HEAP_GROWING_PERCENT}`);
 }

@@ -30,7 +30,7 @@ import type { EmbeddingProviderName } from '../../src/ai/embeddings/index.js';
 import { CollectionService } from '../../src/modules/collections/service.js';
 import { createLogger } from '../../src/platform/logger.js';
 import { openRuntime, type Runtime } from '../../src/runtime.js';
-import { measureIngestMemory } from '../ingest-memory.js';
+import { measureIngestMemory, withScratchDatabase } from '../ingest-memory.js';
 import { BigramModel } from '../lib/bigram.js';
 import { type CorpusStats, DEFAULT_CORPUS_OPTIONS, generateDocuments, writeCorpus } from '../lib/corpus.js';
 import { startEmbeddingsServer } from '../lib/embeddings-server.js';
@@ -249,13 +249,15 @@ async function run(ctx: SuiteContext): Promise<SuiteResult> {
         await endToEnd('local', round);
       },
       memory: async () => {
-        const result = await measureIngestMemory({
-          databaseUrl: ctx.databaseUrl,
-          megabytes: sizes.memoryMegabytes,
-          entry: memoryEntry,
-          dir,
-          signal: ctx.signal,
-        });
+        const result = await withScratchDatabase(ctx.databaseUrl, (databaseUrl) =>
+          measureIngestMemory({
+            databaseUrl,
+            megabytes: sizes.memoryMegabytes,
+            entry: memoryEntry,
+            dir,
+            signal: ctx.signal,
+          }),
+        );
         if (result.status !== 'ready') throw new Error(`memory: document ${result.status}: ${result.error}`);
         rss.values.push(result.workerPeakRssMiB);
         memoryChunks.values.push(result.chunksPerSecond);
