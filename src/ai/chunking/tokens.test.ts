@@ -3,21 +3,11 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { countTokens as libraryCount } from 'gpt-tokenizer';
 import { describe, expect, it } from 'vitest';
+import { mulberry32 } from '../../../bench/lib/prng.js';
 import { countTokens } from './tokens.js';
 
 const PLAIN_TEXT = { disallowedSpecial: new Set<string>() } as const;
 const reference = (text: string) => libraryCount(text, PLAIN_TEXT);
-
-/** A deterministic generator (mulberry32), so a failure names a reproducible input. */
-function random(seed: number): () => number {
-  let a = seed;
-  return () => {
-    a = (a + 0x6d2b79f5) | 0;
-    let t = Math.imul(a ^ (a >>> 15), 1 | a);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 // Characters the o200k split pattern treats differently: letters by case, marks, digits, spaces,
 // line breaks, punctuation, apostrophes of contractions, CJK, emoji (surrogate pairs, ZWJ).
@@ -61,7 +51,7 @@ const POOL = [
 
 describe('countTokens', () => {
   it('counts exactly as gpt-tokenizer (o200k_base) on random text of every character class', () => {
-    const next = random(42);
+    const next = mulberry32(42);
     for (let n = 0; n < 3000; n++) {
       const length = 1 + Math.floor(next() * 40);
       let text = '';
@@ -84,7 +74,7 @@ describe('countTokens', () => {
       .filter((line) => line.trim() !== '')
       .slice(0, 40)
       .map((line) => (JSON.parse(line) as { text: string }).text);
-    const next = random(7);
+    const next = mulberry32(7);
     for (const text of texts) {
       expect(countTokens(text)).toBe(reference(text));
       for (let n = 0; n < 20; n++) {
