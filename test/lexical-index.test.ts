@@ -192,18 +192,27 @@ function multisetDifference(expected: string[], actual: string[]) {
   return { missing, extra };
 }
 
-describe.each(drivers())('lexical index (%s)', (driver) => {
-  let t: TestApp;
-  let owner: SignedUp;
-  let collectionId: string;
-  let otherCollectionId: string;
+/** The documents API called as `owner` (both read at call time: they are set in `beforeAll`). */
+function documentsApi(app: () => TestApp, owner: () => SignedUp) {
   const call = (method: 'POST' | 'DELETE', url: string, payload?: object) =>
-    t.app.inject({ method, url, headers: authHeaders(owner), ...(payload ? { payload } : {}) });
+    app().app.inject({ method, url, headers: authHeaders(owner()), ...(payload ? { payload } : {}) });
   const add = async (collection: string, body: object) => {
     const res = await call('POST', `/v1/collections/${collection}/documents`, body);
     expect(res.statusCode, res.body).toBeLessThan(300);
     return res.json<{ document: DocumentBody }>().document;
   };
+  return { call, add };
+}
+
+describe.each(drivers())('lexical index (%s)', (driver) => {
+  let t: TestApp;
+  let owner: SignedUp;
+  let collectionId: string;
+  let otherCollectionId: string;
+  const { call, add } = documentsApi(
+    () => t,
+    () => owner,
+  );
   const expectExact = async () => {
     const drift = await indexDrift(t.db.database.db);
     expect(drift.total, 'the check is not vacuous').toBeGreaterThan(0);
@@ -589,13 +598,10 @@ describe.each(drivers())('lexical index, batched ingest (%s)', (driver) => {
   let owner: SignedUp;
   /** Called with every event the batch publishes (the steps between its transactions). */
   let onEvent: (event: LarderEvent) => Promise<void> = () => Promise.resolve();
-  const call = (method: 'POST' | 'DELETE', url: string, payload?: object) =>
-    t.app.inject({ method, url, headers: authHeaders(owner), ...(payload ? { payload } : {}) });
-  const add = async (collection: string, body: object) => {
-    const res = await call('POST', `/v1/collections/${collection}/documents`, body);
-    expect(res.statusCode, res.body).toBeLessThan(300);
-    return res.json<{ document: DocumentBody }>().document;
-  };
+  const { call, add } = documentsApi(
+    () => t,
+    () => owner,
+  );
   const items = (docs: DocumentBody[], lastAttempt = false): BatchItem<DocumentJobPayload>[] => {
     const deps = jobDeps(t.db.config, t.db.database, silentLogger, {
       publish: (event) => onEvent(event),
