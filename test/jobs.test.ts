@@ -297,10 +297,13 @@ describe.each(drivers())('job wake-up (%s)', (driver) => {
     await settle();
     await t.database.db.transaction().execute(async (trx) => {
       await jobs.send(echo, { key: 'in-transaction' }, { trx });
+      await jobs.send(echo, { key: 'in-transaction-too' }, { trx });
       await settle();
       expect(ran).not.toContain('in-transaction');
     });
+    // One notification for the transaction's two jobs: the worker runs both.
     await ranSoon('in-transaction');
+    await ranSoon('in-transaction-too');
   });
 
   it.runIf(driver === 'server')('listens again after its connection is lost', async () => {

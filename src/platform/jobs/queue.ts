@@ -22,6 +22,14 @@ export const JOB_SCHEMA = 'larder_jobs';
 export const WAKE_CHANNEL = 'larder_jobs';
 const WAKE_DELAY_MS = 50;
 
+/** The queues a transaction has already announced on WAKE_CHANNEL. */
+const notified = new WeakMap<Transaction<DB>, Set<string>>();
+function notifiedIn(trx: Transaction<DB>): Set<string> {
+  let queues = notified.get(trx);
+  if (!queues) notified.set(trx, (queues = new Set()));
+  return queues;
+}
+
 export interface JobQueueOptions {
   /** Run handlers, maintenance and cron schedules (`larder worker`, or `serve` in embedded mode). */
   work: boolean;
@@ -296,9 +304,15 @@ export class JobQueue {
       ...(options.startAfterSeconds ? { startAfter: options.startAfterSeconds } : {}),
     });
     // Wakes the workers (of every process) when the job becomes visible: at the commit of `trx`.
+    // PostgreSQL delivers one notification per distinct payload and transaction, so a transaction
+    // that sends many jobs of one queue notifies once (Larder uses no savepoints that could undo it).
     if (id !== null && !options.startAfterSeconds) {
-      if (options.trx) await sql`select pg_notify(${WAKE_CHANNEL}, ${def.name})`.execute(options.trx);
-      else await this.deps.database.executeSql('select pg_notify($1, $2)', [WAKE_CHANNEL, def.name]);
+      const { trx } = options;
+      if (!trx) await this.deps.database.executeSql('select pg_notify($1, $2)', [WAKE_CHANNEL, def.name]);
+      else if (!notifiedIn(trx).has(def.name)) {
+        await sql`select pg_notify(${WAKE_CHANNEL}, ${def.name})`.execute(trx);
+        notifiedIn(trx).add(def.name);
+      }
     }
     return id;
   }
