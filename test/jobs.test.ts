@@ -269,16 +269,35 @@ describe.each(drivers())('job wake-up (%s)', (driver) => {
       return Promise.resolve({ key });
     },
   });
+  // Its workers are woken WAKE_DELAY (below) after a notification, so that a burst of jobs runs as one batch.
+  const batches: string[][] = [];
+  const gathered = defineJob({
+    name: 'test.wake-batched',
+    payload: Type.Object({ key: Type.String() }),
+    retry: { limit: 0, delaySeconds: 0, backoff: false },
+    handler: ({ key }) => Promise.resolve({ key }),
+    batch: {
+      size: 16,
+      handler: (items) => {
+        const keys = items.map((i) => i.payload.key);
+        batches.push([...keys].sort());
+        ran.push(...keys);
+        return Promise.resolve(keys.map((key) => ({ status: 'fulfilled' as const, value: { key } })));
+      },
+    },
+  });
+  const WAKE_DELAY = 2000;
   const ranSoon = (key: string) => waitFor(async () => ran.includes(key) || null, `job ${key}`, 15_000);
   // The worker's first fetch happens as it starts; after it, it sleeps for the polling interval.
   const settle = () => new Promise((resolve) => setTimeout(resolve, 1500));
 
   beforeAll(async () => {
     t = await createTestDatabase(driver);
-    jobs = new JobQueue(jobDeps(t.config, t.database, silentLogger), [echo], {
+    jobs = new JobQueue(jobDeps(t.config, t.database, silentLogger), [echo, gathered], {
       work: true,
       concurrency: 1,
       pollingIntervalSeconds: 60,
+      wakeDelayMs: WAKE_DELAY,
     });
     await jobs.start();
     await settle();
@@ -304,6 +323,18 @@ describe.each(drivers())('job wake-up (%s)', (driver) => {
     // One notification for the transaction's two jobs: the worker runs both.
     await ranSoon('in-transaction');
     await ranSoon('in-transaction-too');
+  });
+
+  it('wakes a batched queue once after a burst of sends (one batch), any other queue at once', async () => {
+    await settle();
+    const keys = ['burst-1', 'burst-2', 'burst-3'];
+    // Three transactions, three notifications: the batched queue's workers are woken once, for all.
+    await Promise.all(keys.map((key) => jobs.send(gathered, { key })));
+    await jobs.send(echo, { key: 'not-batched' });
+    for (const key of keys) await ranSoon(key);
+    expect(batches).toContainEqual(keys);
+    // The unbatched job did not wait for the batched queue's delay.
+    expect(ran.indexOf('not-batched')).toBeLessThan(ran.indexOf('burst-1'));
   });
 
   it.runIf(driver === 'server')('listens again after its connection is lost', async () => {

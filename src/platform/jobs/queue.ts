@@ -35,6 +35,8 @@ export interface JobQueueOptions {
   work: boolean;
   concurrency: number;
   pollingIntervalSeconds?: number;
+  /** How long a batched queue's notification waits for more (default WAKE_DELAY_MS; tests set it). */
+  wakeDelayMs?: number;
 }
 
 export interface SendOptions {
@@ -137,16 +139,24 @@ export class JobQueue {
       await retryDeadlocks(() => this.#boss.updateQueue(def.name, { name: def.name, ...policy }));
     }
     if (!this.options.work) return;
-    // Notifications are coalesced per queue for WAKE_DELAY_MS: during a burst of sends the workers
-    // then fetch several jobs at once (batched handlers index them together) instead of one each.
+    // A queue whose handler takes batches is woken WAKE_DELAY_MS after its first notification: during
+    // a burst of sends its workers then fetch several jobs at once (and index them together) instead of
+    // one each. Other queues gain nothing from waiting and are woken at once.
     const pending = new Set<string>();
+    const wake = (name: string) => {
+      for (const id of this.#workers.get(name) ?? []) this.#boss.notifyWorker(id);
+    };
     this.#unlisten = await this.deps.database.listen(WAKE_CHANNEL, (name) => {
       if (pending.has(name) || !this.#workers.has(name)) return;
+      if (this.#definitions.get(name)?.batch === undefined) {
+        wake(name);
+        return;
+      }
       pending.add(name);
       setTimeout(() => {
         pending.delete(name);
-        for (const id of this.#workers.get(name) ?? []) this.#boss.notifyWorker(id);
-      }, WAKE_DELAY_MS).unref();
+        wake(name);
+      }, this.options.wakeDelayMs ?? WAKE_DELAY_MS).unref();
     });
     for (const def of this.#definitions.values()) {
       if (def.schedule) await this.#boss.schedule(def.name, def.schedule, {}, { tz: 'UTC' });
