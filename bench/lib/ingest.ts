@@ -42,8 +42,8 @@ export interface IngestResult {
 
 const TERMINAL = ['ready', 'failed'] as const;
 const STALL_MS = 10 * 60_000;
-/** Status polls: short, so a run of ten seconds is timed to a few percent. */
-const POLL_MS = 200;
+/** Status polls: short, so a run of a few seconds is timed to about 1% (each poll is one small query). */
+const POLL_MS = 50;
 
 export async function ingestJsonl(options: {
   runtime: Runtime;
