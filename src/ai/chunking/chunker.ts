@@ -1,6 +1,6 @@
 import type { BlockKind, PageSpan, ParsedDocument } from '../parsing/types.js';
 import { lineStarts, listItemStarts, sentenceStarts, toSpans, trimSpan } from './boundaries.js';
-import { countTokens, splitAtTokens } from './tokens.js';
+import { SpanCounter, splitAtTokens } from './tokens.js';
 
 export interface ChunkingOptions {
   /** Hard ceiling on a chunk's token count (o200k_base); 32–8192. */
@@ -122,12 +122,20 @@ export function chunkInContext(
 ): { chunks: Chunk[]; headings: HeadingEntry[] } {
   const opts = resolveChunkingOptions(options);
   const path = (context.headings ?? []).map((h) => ({ ...h }));
-  const units = buildUnits(doc, opts.maxTokens, path);
-  return { chunks: packUnits(doc, units, opts), headings: path };
+  // Every count the chunker takes is of a span of this text: one pass of the tokenizer's split
+  // pattern over it, instead of one per block, candidate chunk and overlap (~2.5 times the text).
+  const counter = new SpanCounter(doc.text);
+  const units = buildUnits(doc, opts.maxTokens, path, counter);
+  return { chunks: packUnits(doc, units, opts, counter), headings: path };
 }
 
 /** `path` is the heading stack in effect at the start of `doc`; it is left as in effect at its end. */
-function buildUnits(doc: ParsedDocument, maxTokens: number, path: HeadingEntry[]): Unit[] {
+function buildUnits(
+  doc: ParsedDocument,
+  maxTokens: number,
+  path: HeadingEntry[],
+  counter: SpanCounter,
+): Unit[] {
   const { text } = doc;
   const units: Unit[] = [];
   let headingPath: string[] = path.map((h) => h.title);
@@ -147,14 +155,14 @@ function buildUnits(doc: ParsedDocument, maxTokens: number, path: HeadingEntry[]
     }
     seenContent = true;
 
-    const tokens = countTokens(text.slice(start, end));
+    const tokens = counter.count(start, end);
     const linesOnly = block.kind === 'table' || block.kind === 'record' || block.kind === 'code';
     const base = { section, isHeading: block.kind === 'heading', linesOnly, headingPath };
     if (tokens <= maxTokens) {
       units.push({ ...base, start, end, tokens, breakBefore: false });
       continue;
     }
-    splitBlock(text, block.kind, start, end, maxTokens).forEach(([s, e, t], i) => {
+    splitBlock(text, counter, block.kind, start, end, maxTokens).forEach(([s, e, t], i) => {
       units.push({ ...base, start: s, end: e, tokens: t, breakBefore: i === 0 });
     });
   }
@@ -176,6 +184,7 @@ const SPLITTERS: Record<BlockKind, Splitter[]> = {
 /** Pieces of an oversized block, each within `maxTokens`, as `[start, end, tokens]`. */
 function splitBlock(
   text: string,
+  counter: SpanCounter,
   kind: BlockKind,
   start: number,
   end: number,
@@ -187,14 +196,14 @@ function splitBlock(
     if (first === undefined) {
       for (const [ps, pe] of splitAtTokens(text, s, e, maxTokens)) {
         const [ts, te] = trimSpan(text, ps, pe);
-        if (ts < te) out.push([ts, te, countTokens(text.slice(ts, te))]);
+        if (ts < te) out.push([ts, te, counter.count(ts, te)]);
       }
       return;
     }
     for (const [ps, pe] of toSpans(first(text, s, e), e)) {
       const [ts, te] = trimSpan(text, ps, pe);
       if (ts >= te) continue;
-      const tokens = countTokens(text.slice(ts, te));
+      const tokens = counter.count(ts, te);
       if (tokens <= maxTokens) out.push([ts, te, tokens]);
       else recurse(ts, te, rest);
     }
@@ -203,7 +212,7 @@ function splitBlock(
   return out;
 }
 
-function packUnits(doc: ParsedDocument, units: Unit[], opts: ChunkingOptions): Chunk[] {
+function packUnits(doc: ParsedDocument, units: Unit[], opts: ChunkingOptions, counter: SpanCounter): Chunk[] {
   const { text } = doc;
   const { maxTokens } = opts;
   const tiny = maxTokens * TINY_SECTION_FRACTION;
@@ -250,7 +259,7 @@ function packUnits(doc: ParsedDocument, units: Unit[], opts: ChunkingOptions): C
     let start: number = overlap?.start ?? first.start;
     let end = units[j - 1]?.end ?? first.end;
     // (A chunk of exactly one unit has the unit's count.)
-    let tokens = overlap === null && j === i + 1 ? first.tokens : countTokens(text.slice(start, end));
+    let tokens = overlap === null && j === i + 1 ? first.tokens : counter.count(start, end);
     while (tokens > maxTokens) {
       if (overlap !== null) {
         overlap = null;
@@ -261,7 +270,7 @@ function packUnits(doc: ParsedDocument, units: Unit[], opts: ChunkingOptions): C
       } else {
         break; // A single unit is within budget by construction.
       }
-      tokens = countTokens(text.slice(start, end));
+      tokens = counter.count(start, end);
     }
 
     chunks.push({
@@ -278,7 +287,7 @@ function packUnits(doc: ParsedDocument, units: Unit[], opts: ChunkingOptions): C
     const next = units[j];
     overlap =
       next !== undefined && opts.overlapTokens > 0 && next.section === sectionOf(j - 1) && !next.isHeading
-        ? findOverlap(text, units, i, j, start, opts.overlapTokens, maxTokens - next.tokens)
+        ? findOverlap(text, counter, units, i, j, start, opts.overlapTokens, maxTokens - next.tokens)
         : null;
     i = j;
   }
@@ -291,6 +300,7 @@ function packUnits(doc: ParsedDocument, units: Unit[], opts: ChunkingOptions): C
  */
 function findOverlap(
   text: string,
+  counter: SpanCounter,
   units: Unit[],
   from: number,
   to: number,
@@ -321,13 +331,13 @@ function findOverlap(
     if (!u.linesOnly) for (const c of sentenceStarts(text, s, u.end)) candidates.add(c);
     // Units far before the budget cannot contribute; stop once enough text is in view (the last
     // unit's span is the one its count was taken on).
-    if ((k === to - 1 ? u.tokens : countTokens(text.slice(u.start, last.end))) > budget) break;
+    if ((k === to - 1 ? u.tokens : counter.count(u.start, last.end)) > budget) break;
   }
   let best: { start: number; tokens: number } | null = null;
   for (const c of [...candidates].sort((a, b) => b - a)) {
     const [s] = trimSpan(text, c, last.end);
     if (s >= last.end || s <= chunkStart) continue;
-    const tokens = countTokens(text.slice(s, last.end));
+    const tokens = counter.count(s, last.end);
     if (tokens > budget) break;
     best = { start: s, tokens };
   }

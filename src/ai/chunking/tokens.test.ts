@@ -4,7 +4,7 @@ import { fileURLToPath } from 'node:url';
 import { countTokens as libraryCount } from 'gpt-tokenizer';
 import { describe, expect, it } from 'vitest';
 import { mulberry32 } from '../../../bench/lib/prng.js';
-import { countTokens } from './tokens.js';
+import { countTokens, SpanCounter } from './tokens.js';
 
 const PLAIN_TEXT = { disallowedSpecial: new Set<string>() } as const;
 const reference = (text: string) => libraryCount(text, PLAIN_TEXT);
@@ -95,5 +95,84 @@ describe('countTokens', () => {
     expect(countTokens(text)).toBe(reference(text));
     expect(countTokens(text)).toBe(reference(text));
     expect(countTokens('')).toBe(0);
+  });
+});
+
+describe('SpanCounter', () => {
+  const randomText = (next: () => number, pool: readonly string[], length: number) => {
+    let text = '';
+    for (let i = 0; i < length; i++) text += pool[Math.floor(next() * pool.length)] ?? '';
+    return text;
+  };
+  const expectSpans = (text: string, next: () => number, spans: number) => {
+    const counter = new SpanCounter(text);
+    expect(counter.count(0, text.length)).toBe(reference(text));
+    for (let n = 0; n < spans; n++) {
+      const a = Math.floor(next() * (text.length + 1));
+      const b = Math.floor(next() * (text.length + 1));
+      const [start, end] = a <= b ? [a, b] : [b, a];
+      expect(counter.count(start, end), JSON.stringify([start, end, text.slice(start, end)])).toBe(
+        reference(text.slice(start, end)),
+      );
+    }
+  };
+
+  it('counts any span exactly as gpt-tokenizer counts the slice, on text of every character class', () => {
+    const next = mulberry32(11);
+    for (let n = 0; n < 300; n++)
+      expectSpans(randomText(next, POOL, 20 + Math.floor(next() * 200)), next, 40);
+  });
+
+  it('stays exact where the split pattern looks ahead: whitespace runs, line breaks, contractions', () => {
+    // Few classes, many runs: `\s*[\r\n]+` and `\s+(?!\S)` decide on the whole run, `'ll` needs 3 units.
+    const pool = [
+      ' ',
+      ' ',
+      '  ',
+      '\n',
+      '\r\n',
+      '\t',
+      '\u00a0',
+      'a',
+      'B',
+      'x',
+      '1',
+      "'",
+      'l',
+      'L',
+      's',
+      've',
+      '.',
+      '/',
+      '😀',
+    ];
+    const next = mulberry32(12);
+    for (let n = 0; n < 400; n++) expectSpans(randomText(next, pool, 10 + Math.floor(next() * 80)), next, 60);
+  });
+
+  it('counts the spans the chunker asks for on real documents (sentence and paragraph edges)', () => {
+    const corpus = path.resolve(
+      path.dirname(fileURLToPath(import.meta.url)),
+      '../../../../shared/eval/covidqa/corpus.jsonl',
+    );
+    const texts = readFileSync(corpus, 'utf8')
+      .split('\n')
+      .filter((line) => line.trim() !== '')
+      .slice(0, 30)
+      .map((line) => (JSON.parse(line) as { text: string }).text);
+    const next = mulberry32(13);
+    for (const text of texts) {
+      expectSpans(text, next, 30);
+      // Spans from one sentence start to a later sentence end, as the packer and overlap search count.
+      const counter = new SpanCounter(text);
+      const edges = [...text.matchAll(/[.!?]\s+/g)].map((m) => m.index + 1);
+      for (let n = 0; n < 30 && edges.length > 1; n++) {
+        const i = Math.floor(next() * edges.length);
+        const j = Math.min(edges.length - 1, i + 1 + Math.floor(next() * 6));
+        const start = (edges[i] ?? 0) + 1;
+        const end = edges[j] ?? text.length;
+        expect(counter.count(start, end)).toBe(reference(text.slice(start, end)));
+      }
+    }
   });
 });
