@@ -588,7 +588,7 @@ describe.each(drivers())('lexical index (%s)', (driver) => {
 });
 
 /**
- * The batched ingest (documents.ingest runs up to 16 waiting jobs at once, pipeline.ts
+ * The batched ingest (documents.ingest runs up to 64 waiting jobs at once, pipeline.ts
  * `ingestDocuments`): one statement indexes the batch, so a lexeme's postings of every document of the
  * batch land in one list, and each job still settles on its own. Called directly, with no worker
  * running, so the test decides what is in the batch and what happens between its steps.
@@ -691,6 +691,32 @@ describe.each(drivers())('lexical index, batched ingest (%s)', (driver) => {
     const [again] = await ingestDocuments(items([newVersion!]));
     expect(again).toMatchObject({ status: 'fulfilled', value: { status: 'ready' } });
     await expectExact(t);
+  });
+
+  it('holds at most batchBytes of documents in memory together; the rest are ingested one by one', async () => {
+    const db = t.db.database.db;
+    const collection = (await call('POST', '/v1/collections', { name: 'Budget' })).json<{ id: string }>().id;
+    const docs = await Promise.all(
+      Array.from({ length: 4 }, (_, i) => add(collection, { text: text(600 + i), externalId: `m${i}` })),
+    );
+    const sizes = await db
+      .selectFrom('documents')
+      .select(['id', 'bytes'])
+      .where('collection_id', '=', collection)
+      .execute();
+    const bytes = new Map(sizes.map((d) => [d.id, d.bytes ?? 0]));
+    // Room for the first two documents only.
+    const budget = (bytes.get(docs[0]!.id) ?? 0) + (bytes.get(docs[1]!.id) ?? 0);
+    const results = await ingestDocuments(items(docs), { batchBytes: budget });
+    for (const result of results)
+      expect(result).toMatchObject({ status: 'fulfilled', value: { status: 'ready' } });
+    await expectExact(t);
+    // 'appl' (apple) is in every document: one list for the two that shared a batch, one each for the others.
+    const { rows } = await sql<{ lists: number }>`
+      select count(*)::int as lists from lexical_postings where collection_id = ${collection} and lexeme = 'appl'`.execute(
+      db,
+    );
+    expect(rows[0]?.lists).toBe(3);
   });
 
   it('ingests one by one when the shared transaction fails, so one bad document fails alone', async () => {

@@ -37,10 +37,11 @@ export const ingestDocumentJob = defineJob({
   expireInSeconds: 30 * 60,
   deadLetter: documentJobFailedJob.name,
   handler: async (payload, ctx): Promise<unknown> => (await pipeline()).ingestDocument(payload, ctx),
-  // Waiting documents are ingested together, up to this many per worker: their chunks are stored in one
-  // transaction and indexed in another, whose postings lists hold all of them (see pipeline.ts).
+  // Waiting documents are ingested together, up to this many per worker (and BATCH_BYTES of them in
+  // memory): their chunks are stored in one transaction and indexed in another, whose postings lists
+  // hold all of them (see pipeline.ts).
   batch: {
-    size: 16,
+    size: 64,
     handler: async (items) => (await pipeline()).ingestDocuments(items),
   },
 });

@@ -9,8 +9,8 @@
  *    lexically (a trigger), and enqueues the embed job. A crash at any point leaves the document
  *    unsearchable with its job to run again, or indexed with its embed job queued: never half
  *    indexed. Large plain-text/Markdown files are streamed through a windowed chunker so memory
- *    stays bounded. Waiting documents are taken up to 16 at a time (one job each; `ingestDocuments`):
- *    the small ones share both transactions, so the index trigger writes one postings list per
+ *    stays bounded. Waiting documents are taken up to 64 at a time (one job each; `ingestDocuments`):
+ *    the small ones, up to BATCH_BYTES in all, share both transactions, so the index trigger writes one postings list per
  *    lexeme for all of them (migrations/0013_lexical_batch.sql).
  *
  *  embed (documents.embed): searchable → ready
@@ -62,6 +62,11 @@ const STREAMED_FORMATS: Record<string, 'markdown' | 'text'> = {
  * chunking a small document, and its garbage is small.
  */
 const THREAD_THRESHOLD_BYTES = 1024 * 1024;
+/**
+ * Bytes of the documents a batch holds in memory together (read whole, parsed and chunked before their
+ * shared transactions). Documents past it in a batch are read and stored one at a time, like big files.
+ */
+const BATCH_BYTES = 16 * 1024 * 1024;
 /** Bytes read to find a Markdown document's title (its first H1). */
 const TITLE_HEAD_BYTES = 64 * 1024;
 /** Chunks per INSERT. */
@@ -173,7 +178,10 @@ export async function ingestDocument(payload: DocumentJobPayload, ctx: JobContex
  * its own two transactions, as do the documents of a batch whose shared transaction failed (so one
  * bad document cannot take its neighbours with it).
  */
-export async function ingestDocuments(items: Item[]): Promise<PromiseSettledResult<unknown>[]> {
+export async function ingestDocuments(
+  items: Item[],
+  options: { batchBytes?: number } = {},
+): Promise<PromiseSettledResult<unknown>[]> {
   const results = new Map<Item, PromiseSettledResult<unknown>>();
   const done = (item: Item, value: unknown) => results.set(item, { status: 'fulfilled', value });
   const byWorkspace = new Map<string, Item[]>();
@@ -184,7 +192,7 @@ export async function ingestDocuments(items: Item[]): Promise<PromiseSettledResu
     if (!first) continue;
     let claimed: Awaited<ReturnType<typeof claim>>;
     try {
-      claimed = await claim(first.ctx.deps.database.db, ws, group);
+      claimed = await claim(first.ctx.deps.database.db, ws, group, options.batchBytes ?? BATCH_BYTES);
     } catch (error) {
       for (const item of group) results.set(item, await failed(item, error));
       continue;
@@ -257,10 +265,11 @@ async function failed(item: Item, error: unknown): Promise<PromiseSettledResult<
 
 /**
  * Claims the workspace's documents (queued → parsing) in one transaction, and reads the whole bytes of
- * those that will be batched (everything but big streamed files). Duplicates (two jobs for one
- * document in the batch) and stale jobs are skipped.
+ * those that will be batched: files up to THREAD_THRESHOLD_BYTES, in job order, while their sum stays
+ * within `batchBytes` (BATCH_BYTES; the rest are read when their turn comes). Duplicates (two jobs for one document
+ * in the batch) and stale jobs are skipped.
  */
-async function claim(db: Db, ws: string, items: Item[]) {
+async function claim(db: Db, ws: string, items: Item[], batchBytes: number) {
   return withTenant(db, ws, async (trx) => {
     const ids = [...new Set(items.map((i) => i.payload.documentId))];
     const rows = await trx
@@ -291,6 +300,7 @@ async function claim(db: Db, ws: string, items: Item[]) {
     >();
     const taken = new Set<string>();
     const whole: string[] = [];
+    let wholeBytes = 0;
     const toParse: string[] = [];
     for (const item of items) {
       const row = byId.get(item.payload.documentId);
@@ -300,7 +310,11 @@ async function claim(db: Db, ws: string, items: Item[]) {
       else {
         taken.add(row.id);
         if (row.status === 'queued') toParse.push(row.id);
-        if ((row.bytes ?? 0) <= THREAD_THRESHOLD_BYTES) whole.push(row.id);
+        const bytes = row.bytes ?? 0;
+        if (bytes <= THREAD_THRESHOLD_BYTES && wholeBytes + bytes <= batchBytes) {
+          whole.push(row.id);
+          wholeBytes += bytes;
+        }
       }
     }
     if (toParse.length > 0)
@@ -352,7 +366,7 @@ async function prepare(
   const chunking = chunkingOf(doc);
   const streamFormat = doc.mime === null ? undefined : STREAMED_FORMATS[doc.mime];
   const entry = { item, doc, title, mime: doc.mime };
-  if (parts === undefined && streamFormat) {
+  if (parts === undefined && streamFormat && (doc.bytes ?? 0) > THREAD_THRESHOLD_BYTES) {
     const bytes = doc.bytes ?? 0;
     let read = 0;
     let reported = 0;
@@ -383,11 +397,13 @@ async function prepare(
     };
   }
   let chunks: Chunk[] = [];
-  if (parts !== undefined && streamFormat) {
-    // The same chunker, fed the same parts, as a streamed read: the same chunks.
+  if (streamFormat) {
+    // The same chunker, fed the same parts, as a streamed read: the same chunks. (Bytes not read with
+    // the batch, past its BATCH_BYTES, are read now.)
+    const own = parts ?? [await readAll(ctx.deps.database.db, ws, doc.id)];
     const stream = chunkTextStream(
       (async function* () {
-        yield* parts;
+        yield* own;
       })(),
       { format: streamFormat, windowChars: 256_000, ...chunking },
     );
