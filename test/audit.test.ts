@@ -1,4 +1,5 @@
 /** The audit log over HTTP on both drivers: what is recorded, who may read it, filters, pagination, secrets. */
+import { createHash } from 'node:crypto';
 import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { recordAudit } from '../src/modules/audit/service.js';
@@ -474,6 +475,56 @@ describe.each(drivers())('audit log (%s)', (driver) => {
     for (const secret of [...secrets, ...keySecrets]) {
       expect(everything.includes(secret), `audit_log contains a secret (${secret.slice(0, 8)}…)`).toBe(false);
     }
+  });
+
+  it('records an upload and its replacement: request, target, size, hash and version', async () => {
+    const headers = { authorization: `Bearer ${adminKey.key}` };
+    const collection = await t.app.inject({
+      method: 'POST',
+      url: '/v1/collections',
+      headers,
+      payload: { name: 'Audited', embedding: null },
+    });
+    expect(collection.statusCode, collection.body).toBe(201);
+    const collectionId = collection.json<{ id: string }>().id;
+    const add = (text: string, requestId: string) =>
+      t.app.inject({
+        method: 'POST',
+        url: `/v1/collections/${collectionId}/documents`,
+        headers: { ...headers, ...client(requestId) },
+        remoteAddress: IP,
+        payload: { text, externalId: 'audited' },
+      });
+    const texts = [
+      'The first version of the audited text.',
+      'The second, longer version of the audited text.',
+    ];
+    const created = await add(texts[0]!, 'req-doc-created');
+    expect(created.statusCode, created.body).toBe(201);
+    const documentId = created.json<{ document: { id: string } }>().document.id;
+    const replaced = await add(texts[1]!, 'req-doc-replaced');
+    expect(replaced.json<{ outcome: string }>().outcome).toBe('updated');
+
+    const event = (text: string, action: string, requestId: string, version: number) => ({
+      workspaceId: owner.workspaceId,
+      action,
+      actor: { type: 'api_key', userId: null, apiKeyId: adminKey.id },
+      target: { type: 'document', id: documentId },
+      ip: IP,
+      userAgent: UA,
+      requestId,
+      data: {
+        collectionId,
+        bytes: Buffer.byteLength(text),
+        sha256: createHash('sha256').update(text).digest('hex'),
+        version,
+      },
+    });
+    const page = await auditPage(headers, { action: 'document.*' });
+    expect(page.data).toMatchObject([
+      event(texts[1]!, 'document.replaced', 'req-doc-replaced', 2),
+      event(texts[0]!, 'document.created', 'req-doc-created', 1),
+    ]);
   });
 
   it('refuses actions that are not dotted names', async () => {

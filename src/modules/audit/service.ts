@@ -68,8 +68,13 @@ const MAX_USER_AGENT = 512;
 
 /** Appends one event on `conn` (a tenant transaction for workspace events; see the module comment). */
 export async function recordAudit(conn: Db | Transaction<DB>, event: AuditEvent): Promise<void> {
+  await repo.insertAuditEvent(conn, auditRow(event));
+}
+
+/** The `audit_log` row of an event (for a caller that inserts it as part of a bigger statement). */
+export function auditRow(event: AuditEvent) {
   if (!ACTION.test(event.action)) throw new Error(`recordAudit: not a dotted action: ${event.action}`);
-  await repo.insertAuditEvent(conn, {
+  return {
     workspace_id: event.workspaceId,
     actor_type: event.actor.type,
     actor_user_id: event.actor.userId ?? null,
@@ -82,7 +87,7 @@ export async function recordAudit(conn: Db | Transaction<DB>, event: AuditEvent)
     request_id: event.requestId ?? null,
     // Serialised here: the same text reaches jsonb on both drivers.
     data: JSON.stringify(sanitiseAuditData(event.data ?? {})),
-  });
+  };
 }
 
 export const DEFAULT_AUDIT_PAGE = 50;

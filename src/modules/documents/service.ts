@@ -45,7 +45,7 @@ import type { JobQueue } from '../../platform/jobs/queue.js';
 import { safeFetch, UrlFetchError } from '../../platform/net/safe-fetch.js';
 import { ParseError } from '../../ai/parsing/index.js';
 import { sniff } from '../../ai/parsing/sniff.js';
-import { type AuditContext, recordAudit, SYSTEM_AUDIT } from '../audit/service.js';
+import { type AuditContext, auditRow, recordAudit, SYSTEM_AUDIT } from '../audit/service.js';
 import { ingestDocumentJob } from './jobs.js';
 import { inMemory, spool, type SpooledFile } from './spool.js';
 import { requestCompaction } from '../search/jobs.js';
@@ -197,6 +197,40 @@ const FIND_DOCUMENT = new ReadTemplate(
 );
 
 /** A 64-bit advisory-lock key for a (collection, kind, value) triple. */
+/**
+ * The live document of the collection with this external id (row-locked: the add may replace it)
+ * and, when there is none, the oldest live one with these bytes: one statement.
+ */
+async function findLive(
+  trx: Trx,
+  workspaceId: string,
+  collectionId: string,
+  externalId: string | undefined,
+  sha256: string,
+): Promise<{ existing: DocumentRow | undefined; twin: DocumentRow | undefined }> {
+  const columns = sql.join(DOCUMENT_COLUMNS.map((c) => sql.ref(c)));
+  const live = sql`workspace_id = ${workspaceId}::uuid and collection_id = ${collectionId}::uuid and deleted_at is null`;
+  const bySha = sql`select ${columns} from documents where ${live} and sha256 = ${sha256} order by created_at limit 1`;
+  if (externalId === undefined) {
+    const { rows } = await sql<DocumentRow>`${bySha}`.execute(trx);
+    return { existing: undefined, twin: rows[0] };
+  }
+  const { rows } = await sql<DocumentRow & { by_external_id: boolean }>`
+    with e as (select ${columns} from documents where ${live} and external_id = ${externalId} for update)
+    select ${columns}, true as by_external_id from e
+    union all
+    (select ${columns}, false from documents
+     where ${live} and sha256 = ${sha256} and not exists (select from e) order by created_at limit 1)
+  `.execute(trx);
+  const pick = (byExternalId: boolean) => {
+    const row = rows.find((r) => r.by_external_id === byExternalId);
+    if (!row) return undefined;
+    const { by_external_id: _, ...document } = row;
+    return document;
+  };
+  return { existing: pick(true), twin: pick(false) };
+}
+
 const lockKey = (collectionId: string, kind: string, value: string) =>
   createHash('sha256').update(`${collectionId}\0${kind}\0${value}`).digest().readBigInt64BE(0).toString();
 
@@ -294,25 +328,23 @@ export class DocumentService {
     mime: string,
     audit: AuditContext,
   ): Promise<AddResult> {
-    await assertCollectionVisible(trx, ws, collectionId, { lock: 'share' });
-
+    // The add runs as few statements as it can (each is a round trip, and an import makes thousands):
+    // the collection check takes the advisory lock too, one statement finds both the live document
+    // with this external id and the one with these bytes, and a new document is inserted with its
+    // bytes and its audit event in one.
     const key =
       input.externalId === undefined
         ? lockKey(collectionId, 'sha256', file.sha256)
         : lockKey(collectionId, 'external_id', input.externalId);
-    await sql`select pg_advisory_xact_lock(${key}::bigint)`.execute(trx);
+    // Visible to the caller and share-locked against deletion; the advisory lock serialises adds of
+    // the same external id or bytes (taken only when the collection is there).
+    const visible = await visibleCollectionQuery(trx, ws, collectionId)
+      .select(sql<string>`pg_advisory_xact_lock(${key}::bigint)::text`.as('locked'))
+      .forShare()
+      .executeTakeFirst();
+    if (!visible) throw collectionNotFound();
 
-    const live = () =>
-      trx
-        .selectFrom('documents')
-        .select(DOCUMENT_COLUMNS)
-        .where('workspace_id', '=', ws.id)
-        .where('collection_id', '=', collectionId)
-        .where('deleted_at', 'is', null);
-    const existing =
-      input.externalId === undefined
-        ? undefined
-        : await live().where('external_id', '=', input.externalId).forUpdate().executeTakeFirst();
+    const { existing, twin } = await findLive(trx, ws.id, collectionId, input.externalId, file.sha256);
 
     // The same bytes again after a failure: the caller wants another try (a fixed parser, a provider
     // back up), not a silent no-op.
@@ -332,14 +364,8 @@ export class DocumentService {
         ? retry(existing.id)
         : { outcome: 'unchanged', document: changed ?? existing };
     }
-    if (!existing) {
-      const twin = await live()
-        .where('sha256', '=', file.sha256)
-        .orderBy('created_at')
-        .limit(1)
-        .executeTakeFirst();
-      if (twin) return twin.status === 'failed' ? retry(twin.id) : { outcome: 'duplicate', document: twin };
-    }
+    if (!existing && twin)
+      return twin.status === 'failed' ? retry(twin.id) : { outcome: 'duplicate', document: twin };
 
     const title = input.title ?? input.filename ?? input.sourceUri ?? 'Untitled';
     let document: DocumentRow;
@@ -374,44 +400,114 @@ export class DocumentService {
         .returning(DOCUMENT_COLUMNS)
         .executeTakeFirstOrThrow();
     } else {
+      // With its audit event, and its bytes when they are one part that is already in memory.
+      const whole = file.bytes <= file.head.length ? file.head : undefined;
+      const event = auditRow({
+        ...audit,
+        workspaceId: ws.id,
+        action: 'document.created',
+        target: { type: 'document', id: null },
+        data: { collectionId, bytes: file.bytes, sha256: file.sha256 },
+      });
       document = await trx
-        .insertInto('documents')
-        .values({
-          workspace_id: ws.id,
-          collection_id: collectionId,
-          external_id: input.externalId ?? null,
-          title,
-          auto_title: input.title === undefined,
-          filename: input.filename ?? null,
-          source_uri: input.sourceUri ?? null,
-          mime,
-          sha256: file.sha256,
-          bytes: file.bytes,
-          metadata: JSON.stringify(input.metadata ?? {}),
-          created_by: createdBy,
-        })
-        .returning(DOCUMENT_COLUMNS)
+        .with('d', (db) =>
+          db
+            .insertInto('documents')
+            .values({
+              workspace_id: ws.id,
+              collection_id: collectionId,
+              external_id: input.externalId ?? null,
+              title,
+              auto_title: input.title === undefined,
+              filename: input.filename ?? null,
+              source_uri: input.sourceUri ?? null,
+              mime,
+              sha256: file.sha256,
+              bytes: file.bytes,
+              metadata: JSON.stringify(input.metadata ?? {}),
+              created_by: createdBy,
+            })
+            .returning(DOCUMENT_COLUMNS),
+        )
+        .with('b', (db) =>
+          db
+            .insertInto('document_blobs')
+            .columns(['document_id', 'workspace_id', 'part', 'data'])
+            .expression((eb) =>
+              eb
+                .selectFrom('d')
+                .select([
+                  'd.id',
+                  sql<string>`${ws.id}::uuid`.as('workspace_id'),
+                  sql<number>`0`.as('part'),
+                  sql<Buffer>`${whole === undefined ? null : Buffer.from(whole)}::bytea`.as('data'),
+                ])
+                .where(sql<boolean>`${whole !== undefined}`),
+            ),
+        )
+        .with('a', (db) =>
+          db
+            .insertInto('audit_log')
+            .columns([
+              'workspace_id',
+              'actor_type',
+              'actor_user_id',
+              'actor_api_key_id',
+              'action',
+              'target_type',
+              'target_id',
+              'ip',
+              'user_agent',
+              'request_id',
+              'data',
+            ])
+            .expression((eb) =>
+              eb
+                .selectFrom('d')
+                .select([
+                  sql<string>`${ws.id}::uuid`.as('workspace_id'),
+                  sql<string>`${event.actor_type}::text`.as('actor_type'),
+                  sql<string>`${event.actor_user_id}::uuid`.as('actor_user_id'),
+                  sql<string>`${event.actor_api_key_id}::uuid`.as('actor_api_key_id'),
+                  sql<string>`${event.action}::text`.as('action'),
+                  sql<string>`'document'`.as('target_type'),
+                  sql<string>`d.id::text`.as('target_id'),
+                  sql<string>`${event.ip}::inet`.as('ip'),
+                  sql<string>`${event.user_agent}::text`.as('user_agent'),
+                  sql<string>`${event.request_id}::text`.as('request_id'),
+                  sql<string>`${event.data}::jsonb || jsonb_build_object('version', d.version)`.as('data'),
+                ]),
+            ),
+        )
+        .selectFrom('d')
+        .selectAll()
         .executeTakeFirstOrThrow();
+      if (whole === undefined) await this.#insertParts(trx, ws.id, document.id, file);
+      await this.#enqueueIngest(trx, ws.id, document);
+      return { outcome: 'created', document };
     }
 
+    await this.#insertParts(trx, ws.id, document.id, file);
+    await this.#enqueueIngest(trx, ws.id, document);
+    await recordAudit(trx, {
+      ...audit,
+      workspaceId: ws.id,
+      action: 'document.replaced',
+      target: { type: 'document', id: document.id },
+      data: { collectionId, bytes: file.bytes, sha256: file.sha256, version: document.version },
+    });
+    return { outcome: 'updated', document };
+  }
+
+  async #insertParts(trx: Trx, workspaceId: string, documentId: string, file: SpooledFile) {
     let part = 0;
     for await (const data of file.parts()) {
       await trx
         .insertInto('document_blobs')
-        .values({ document_id: document.id, workspace_id: ws.id, part, data })
+        .values({ document_id: documentId, workspace_id: workspaceId, part, data })
         .execute();
       part += 1;
     }
-    await this.#enqueueIngest(trx, ws.id, document);
-    const outcome = existing ? 'updated' : 'created';
-    await recordAudit(trx, {
-      ...audit,
-      workspaceId: ws.id,
-      action: existing ? 'document.replaced' : 'document.created',
-      target: { type: 'document', id: document.id },
-      data: { collectionId, bytes: file.bytes, sha256: file.sha256, version: document.version },
-    });
-    return { outcome, document };
   }
 
   async #applyDetails(
