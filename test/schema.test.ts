@@ -169,6 +169,22 @@ describe.each(drivers())('schema (%s)', (driver) => {
     });
   });
 
+  it('compresses chunk text, tsvectors and document bytes with lz4 where the server has it', async () => {
+    const { rows } = await sql<{ column: string; compression: string }>`
+      select c.relname || '.' || a.attname as column, a.attcompression::text as compression
+      from pg_attribute a join pg_class c on c.oid = a.attrelid
+      where (c.relname, a.attname) in (('chunks', 'text'), ('chunks', 'tsv'), ('document_blobs', 'data'))
+      order by 1`.execute(db);
+    // PGlite is built without lz4: the migration leaves its default (pglz, shown as '').
+    const expected = driver === 'server' ? 'l' : '';
+    expect(rows).toEqual(
+      ['chunks.text', 'chunks.tsv', 'document_blobs.data'].map((column) => ({
+        column,
+        compression: expected,
+      })),
+    );
+  });
+
   describe('behaviour', () => {
     it('stores a realistic graph with UUIDv7 ids and finds it by k-NN and full text', async () => {
       const tenant = await createTenant(db, slug('graph'));
