@@ -22,6 +22,7 @@ import { jobDefinitions } from '../src/platform/jobs/registry.js';
 import { DEFAULT_CHUNKING, type ChunkingSettings } from '../src/modules/collections/service.js';
 import { DocumentService } from '../src/modules/documents/service.js';
 import { contentHash, embeddingInput } from '../src/modules/documents/pipeline.js';
+import { mulberry32 } from '../bench/lib/prng.js';
 import { type RunningProcess, startProcess } from './helpers/cli.js';
 import { silentLogger } from './helpers/config.js';
 import { createTestDatabase, serverAvailable, type TestDatabase } from './helpers/database.js';
@@ -31,18 +32,6 @@ import { jobDeps } from './helpers/jobs.js';
 /** Short enough to recover quickly, long enough that no real job here comes near it. */
 const JOB_TIMEOUT_SECONDS = 10;
 const CHUNKING: ChunkingSettings = { maxTokens: 120, overlapTokens: 20 };
-
-/** mulberry32: a small seeded generator, so a failing run can be replayed. */
-function random(seed: number) {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const WORDS = (
   'larder pantry shelf index vector chunk token query ranking postgres worker queue retry crash ' +
@@ -148,7 +137,7 @@ async function addDocuments(s: Omit<Scenario, 'documentIds'>, count: number, see
     urlFetchTimeoutMs: 1000,
   });
   const ws = { id: s.tenant.workspaceId, role: 'owner' as const, permissions: ROLE_PERMISSIONS.owner };
-  const rand = random(seed);
+  const rand = mulberry32(seed);
   const texts = Array.from({ length: count }, (_, i) => markdown(i, rand));
   const ids: string[] = [];
   for (let i = 0; i < count; i += 4) {
@@ -414,7 +403,7 @@ describe.runIf(serverAvailable())('ingestion survives a worker being killed (ser
     });
 
     it('SIGKILLed 3–6 times at random points, restarted each time: every document ingested once', async () => {
-      const rand = random(seed + 1);
+      const rand = mulberry32(seed + 1);
       const kills = 3 + Math.floor(rand() * 4);
       // Increasing progress marks between 5 % and 90 %, each followed by a random extra delay.
       const marks = Array.from({ length: kills }, () => 0.05 + rand() * 0.85).sort((a, b) => a - b);
@@ -485,7 +474,7 @@ describe.runIf(serverAvailable())('ingestion survives a worker being killed (ser
     });
 
     it('killed while embedding: exactly one vector per chunk, every document ready', async () => {
-      const rand = random(778);
+      const rand = mulberry32(778);
       const db = s.t.database.db;
       const embedded = async () => {
         const { rows } = await sql<{ vectors: number; chunks: number }>`
