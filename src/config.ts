@@ -52,6 +52,11 @@ export const settings = {
     schema: Type.Integer({ minimum: 1, maximum: 500, default: 10 }),
     doc: 'Maximum connections in the server-mode pool (per process). A process that runs jobs holds one more, outside the pool, that LISTENs for new jobs.',
   },
+  databasePreparedStatements: {
+    env: 'DATABASE_PREPARED_STATEMENTS',
+    schema: Type.Boolean({ default: true }),
+    doc: 'Server mode: statements with parameters are prepared once per connection (parsed and planned once); `false` for a pooler that cannot keep prepared statements.',
+  },
   databaseStatementTimeoutMs: {
     env: 'DATABASE_STATEMENT_TIMEOUT_MS',
     schema: Type.Integer({ minimum: 0, default: 30_000 }),

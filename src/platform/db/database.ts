@@ -14,6 +14,7 @@ import { StartupError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import { acquireDataDirLock } from './data-dir-lock.js';
 import { PGliteDialect, SessionLock } from './pglite-dialect.js';
+import { prepareStatements } from './prepared.js';
 import { registerServerPool } from './tenant.js';
 import type { DB } from './schema.js';
 
@@ -119,6 +120,7 @@ async function openServer(config: Config, url: string, logger: Logger): Promise<
     idleTimeoutMillis: 30_000,
     types: pgTypes,
   });
+  if (config.databasePreparedStatements) pool.on('connect', (client) => prepareStatements(client));
   // An idle client that errors (server restart) must not crash the process; the pool replaces it.
   pool.on('error', (error) => {
     logger.warn({ err: error }, 'idle database connection failed');
