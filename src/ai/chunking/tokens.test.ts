@@ -49,13 +49,32 @@ const POOL = [
   '<|fim_prefix|>',
 ];
 
+/** `length` draws from `pool`, concatenated. */
+const randomText = (next: () => number, pool: readonly string[], length: number) => {
+  let text = '';
+  for (let i = 0; i < length; i++) text += pool[Math.floor(next() * pool.length)] ?? '';
+  return text;
+};
+
+/** The texts of the first `count` documents of covidqa. */
+const covidqaTexts = (count: number) =>
+  readFileSync(
+    path.resolve(
+      path.dirname(fileURLToPath(import.meta.url)),
+      '../../../../shared/eval/covidqa/corpus.jsonl',
+    ),
+    'utf8',
+  )
+    .split('\n')
+    .filter((line) => line.trim() !== '')
+    .slice(0, count)
+    .map((line) => (JSON.parse(line) as { text: string }).text);
+
 describe('countTokens', () => {
   it('counts exactly as gpt-tokenizer (o200k_base) on random text of every character class', () => {
     const next = mulberry32(42);
     for (let n = 0; n < 3000; n++) {
-      const length = 1 + Math.floor(next() * 40);
-      let text = '';
-      for (let i = 0; i < length; i++) text += POOL[Math.floor(next() * POOL.length)] ?? '';
+      const text = randomText(next, POOL, 1 + Math.floor(next() * 40));
       // Twice: the second count is answered from the piece cache.
       expect([countTokens(text), countTokens(text)], JSON.stringify(text)).toEqual([
         reference(text),
@@ -65,15 +84,7 @@ describe('countTokens', () => {
   });
 
   it('counts exactly as gpt-tokenizer on real documents, whole and in arbitrary slices', () => {
-    const corpus = path.resolve(
-      path.dirname(fileURLToPath(import.meta.url)),
-      '../../../../shared/eval/covidqa/corpus.jsonl',
-    );
-    const texts = readFileSync(corpus, 'utf8')
-      .split('\n')
-      .filter((line) => line.trim() !== '')
-      .slice(0, 40)
-      .map((line) => (JSON.parse(line) as { text: string }).text);
+    const texts = covidqaTexts(40);
     const next = mulberry32(7);
     for (const text of texts) {
       expect(countTokens(text)).toBe(reference(text));
@@ -99,11 +110,6 @@ describe('countTokens', () => {
 });
 
 describe('SpanCounter', () => {
-  const randomText = (next: () => number, pool: readonly string[], length: number) => {
-    let text = '';
-    for (let i = 0; i < length; i++) text += pool[Math.floor(next() * pool.length)] ?? '';
-    return text;
-  };
   const expectSpans = (text: string, next: () => number, spans: number) => {
     const counter = new SpanCounter(text);
     expect(counter.count(0, text.length)).toBe(reference(text));
@@ -151,15 +157,7 @@ describe('SpanCounter', () => {
   });
 
   it('counts the spans the chunker asks for on real documents (sentence and paragraph edges)', () => {
-    const corpus = path.resolve(
-      path.dirname(fileURLToPath(import.meta.url)),
-      '../../../../shared/eval/covidqa/corpus.jsonl',
-    );
-    const texts = readFileSync(corpus, 'utf8')
-      .split('\n')
-      .filter((line) => line.trim() !== '')
-      .slice(0, 30)
-      .map((line) => (JSON.parse(line) as { text: string }).text);
+    const texts = covidqaTexts(30);
     const next = mulberry32(13);
     for (const text of texts) {
       expectSpans(text, next, 30);

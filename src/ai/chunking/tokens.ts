@@ -130,7 +130,7 @@ export class SpanCounter {
     // The span's own first pieces, until one ends on a piece boundary of the whole text.
     let head = 0;
     let at = start;
-    let first = this.#firstStartAtOrAfter(at);
+    let first = this.#firstAtLeast(this.#starts, 0, at);
     while (this.#starts[first] !== at) {
       SPLIT_FROM.lastIndex = at;
       const match = SPLIT_FROM.exec(text);
@@ -140,10 +140,10 @@ export class SpanCounter {
       if (next >= end || this.#reachOf(next) >= end) return slow();
       head += pieceCount(match[0]);
       at = next;
-      first = this.#firstStartAtOrAfter(at);
+      first = this.#firstAtLeast(this.#starts, 0, at);
     }
     // Whole-text pieces from `first` while their reach stays inside the span, then the rest on its own.
-    const last = this.#firstReachAtOrAfter(first, end);
+    const last = this.#firstAtLeast(this.#reach, first, end);
     if (last === first) return head + countTokens(text.slice(at, end));
     const tail = this.#starts[last] ?? end;
     return head + (this.#prefix[last] ?? 0) - (this.#prefix[first] ?? 0) + countTokens(text.slice(tail, end));
@@ -156,25 +156,13 @@ export class SpanCounter {
     return Math.max(end + 4, run + 2);
   }
 
-  /** The index of the first piece starting at or after `offset` (`pieces` if none). */
-  #firstStartAtOrAfter(offset: number): number {
-    let lo = 0;
-    let hi = this.#pieces;
-    while (lo < hi) {
-      const mid = (lo + hi) >> 1;
-      if ((this.#starts[mid] ?? 0) < offset) lo = mid + 1;
-      else hi = mid;
-    }
-    return lo;
-  }
-
-  /** The first piece index ≥ `from` whose reach is ≥ `end` (`pieces` if none). */
-  #firstReachAtOrAfter(from: number, end: number): number {
+  /** The first piece index ≥ `from` whose `values` entry is ≥ `bound` (`pieces` if none); `values` ascends. */
+  #firstAtLeast(values: Int32Array, from: number, bound: number): number {
     let lo = from;
     let hi = this.#pieces;
     while (lo < hi) {
       const mid = (lo + hi) >> 1;
-      if ((this.#reach[mid] ?? 0) < end) lo = mid + 1;
+      if ((values[mid] ?? 0) < bound) lo = mid + 1;
       else hi = mid;
     }
     return lo;

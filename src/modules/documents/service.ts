@@ -210,9 +210,9 @@ async function findLive(
 ): Promise<{ existing: DocumentRow | undefined; twin: DocumentRow | undefined }> {
   const columns = sql.join(DOCUMENT_COLUMNS.map((c) => sql.ref(c)));
   const live = sql`workspace_id = ${workspaceId}::uuid and collection_id = ${collectionId}::uuid and deleted_at is null`;
-  const bySha = sql`select ${columns} from documents where ${live} and sha256 = ${sha256} order by created_at limit 1`;
+  const bySha = sql<DocumentRow>`select ${columns} from documents where ${live} and sha256 = ${sha256} order by created_at limit 1`;
   if (externalId === undefined) {
-    const { rows } = await sql<DocumentRow>`${bySha}`.execute(trx);
+    const { rows } = await bySha.execute(trx);
     return { existing: undefined, twin: rows[0] };
   }
   const { rows } = await sql<DocumentRow & { by_external_id: boolean }>`
