@@ -634,7 +634,12 @@ interface Row {
   chunk: Chunk;
 }
 
-/** Chunks of one or more documents in one INSERT, with their full-text vectors. */
+/**
+ * Chunks of one or more documents in one INSERT, with their full-text vectors. The vector is computed
+ * in a lateral subquery fenced with `offset 0`: without the fence the planner inlines it into both
+ * `tsv` and the `lexeme_count` subquery, and `to_tsvector` (the insert's largest cost) ran twice per
+ * chunk (761 chunks: 232 → 147 ms).
+ */
 async function insertChunks(trx: Trx, ws: string, rows: Row[]) {
   if (rows.length === 0) return;
   const column = <T>(pick: (r: Row) => T) => rows.map(pick);
@@ -654,7 +659,7 @@ async function insertChunks(trx: Trx, ws: string, rows: Row[]) {
                 ${column((r) => r.chunk.pageEnd)}::int[], ${inputs.map(contentHash)}::text[])
       as u(collection_id, document_id, config, ordinal, text, tokens, headings, heading_text, char_start, char_end,
            page, page_end, hash)
-    cross join lateral (select to_tsvector(u.config::regconfig, u.heading_text || ' ' || u.text) as tsv) v
+    cross join lateral (select to_tsvector(u.config::regconfig, u.heading_text || ' ' || u.text) as tsv offset 0) v
   `.execute(trx);
 }
 
