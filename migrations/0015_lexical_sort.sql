@@ -6,6 +6,9 @@
 -- C.UTF-8 or en_US). Grouping by the lexeme first and under "C" (memcmp) gives the same lists: what a
 -- list holds and its order (by sequence number) do not depend on the order of the groups. Measured
 -- in psql on 761 chunks of the ingestion benchmark's corpus: the statement's SELECT 146 -> 85 ms.
+-- Each posting's 8 bytes are now one int8send of (seq << 32 | tf << 16 | length), the same big-endian
+-- bytes as int4send(seq) || int2send(tf) || int2send(length) with one allocation instead of five
+-- (`seq` still goes through ::int, so a number past int4 fails as before); SELECT ~116 -> ~108 ms.
 -- Only the function body changes; the trigger keeps pointing at it.
 
 create or replace function larder_lexical_index_statement() returns trigger
@@ -64,9 +67,9 @@ begin
     insert into lexical_postings (workspace_id, collection_id, lexeme, postings, first_seq, last_seq, data)
     select r.workspace_id, r.collection_id, l.lexeme collate "C", count(*), min(r.base + c.ordinal),
            max(r.base + c.ordinal),
-           string_agg(int4send((r.base + c.ordinal)::int)
-                      || int2send(least(greatest(cardinality(l.positions), 1), 32767)::int2)
-                      || int2send(least(c.lexeme_count, 32767)::int2), ''::bytea order by r.base + c.ordinal)
+           string_agg(int8send(((r.base + c.ordinal)::int::int8 << 32)
+                               | (least(greatest(cardinality(l.positions), 1), 32767) << 16)
+                               | least(c.lexeme_count, 32767)), ''::bytea order by r.base + c.ordinal)
     from lexical_ranges r join chunks c on c.document_id = r.document_id cross join lateral unnest(c.tsv) l
     where r.document_id = any(entering) and r.live
     group by l.lexeme collate "C", r.collection_id, r.workspace_id;

@@ -604,17 +604,17 @@ export class DocumentService {
    */
   async findByExternalId(ws: WorkspaceContext, collectionId: string, externalId: string) {
     assertPermission(ws, 'documents:read');
-    return withTenant(this.db, ws.id, (trx) =>
-      trx
+    const [[row]] = await tenantRead(this.db, ws.id, (q) => [
+      q
         .selectFrom('documents')
         .select(['id', 'sha256', 'status', 'title', 'metadata'])
         .where('workspace_id', '=', ws.id)
         .where('collection_id', '=', collectionId)
         .where('external_id', '=', externalId)
         .where('deleted_at', 'is', null)
-        .where(inVisibleCollection(ws, 'documents.collection_id'))
-        .executeTakeFirst(),
-    );
+        .where(inVisibleCollection(ws, 'documents.collection_id')),
+    ]);
+    return row;
   }
 
   /** Processing state of documents by id (deleted ones are absent), for callers waiting on a batch. */
