@@ -4,7 +4,8 @@ import { fileURLToPath } from 'node:url';
 import { countTokens as libraryCount } from 'gpt-tokenizer';
 import { describe, expect, it } from 'vitest';
 import { mulberry32 } from '../../../bench/lib/prng.js';
-import { countTokens, SpanCounter } from './tokens.js';
+import { O200K_TOKEN_SPLIT_REGEX } from 'gpt-tokenizer/encodingParams/constants';
+import { countTokens, SpanCounter, splitPieces } from './tokens.js';
 
 const PLAIN_TEXT = { disallowedSpecial: new Set<string>() } as const;
 const reference = (text: string) => libraryCount(text, PLAIN_TEXT);
@@ -69,6 +70,61 @@ const covidqaTexts = (count: number) =>
     .filter((line) => line.trim() !== '')
     .slice(0, count)
     .map((line) => (JSON.parse(line) as { text: string }).text);
+
+describe('splitPieces', () => {
+  const regexPieces = (text: string) =>
+    [...text.matchAll(O200K_TOKEN_SPLIT_REGEX)].map((m): [number, number] => [
+      m.index,
+      m.index + m[0].length,
+    ]);
+  // Every ASCII code unit (controls, \v and \f, a lone \r included) and runs that exercise each
+  // alternative's edges, mixed with the non-ASCII entries of POOL (where the regular expression decides).
+  const ascii = Array.from({ length: 128 }, (_, c) => String.fromCharCode(c));
+  const edges = [
+    ' ',
+    ' ',
+    '  ',
+    '\n',
+    '\r',
+    '\r\n',
+    '\t',
+    "'",
+    "'s",
+    "'T",
+    "'ll",
+    "'Ve",
+    "'re",
+    "'x",
+    'ABC',
+    'Ab',
+    'aB',
+    '123',
+    '4567',
+    '/',
+    ' .',
+    '.\n/',
+  ];
+  const wide = POOL.filter((entry) => Array.from(entry).some((c) => c.charCodeAt(0) >= 0x80));
+
+  it('splits exactly as the o200k pattern does, on ASCII text and on text mixing in every other class', () => {
+    const next = mulberry32(5);
+    for (const [pool, texts] of [
+      [[...ascii, ...edges, ...'etaoinshr'.split('')], 4000],
+      [[...ascii, ...edges, ...wide], 4000],
+      [[...edges, ...wide, ...'aZ9.'.split('')], 2000],
+    ] as const) {
+      for (let n = 0; n < texts; n++) {
+        const text = randomText(next, pool, 1 + Math.floor(next() * 30));
+        expect(splitPieces(text), JSON.stringify(text)).toEqual(regexPieces(text));
+      }
+    }
+  });
+
+  it('splits real documents exactly as the pattern does', () => {
+    for (const text of covidqaTexts(200)) expect(splitPieces(text)).toEqual(regexPieces(text));
+    expect(splitPieces('')).toEqual([]);
+  });
+});
 
 describe('countTokens', () => {
   it('counts exactly as gpt-tokenizer (o200k_base) on random text of every character class', () => {
