@@ -5,7 +5,7 @@ import { countTokens as libraryCount } from 'gpt-tokenizer';
 import { describe, expect, it } from 'vitest';
 import { mulberry32 } from '../../../bench/lib/prng.js';
 import { O200K_TOKEN_SPLIT_REGEX } from 'gpt-tokenizer/encodingParams/constants';
-import { countTokens, SpanCounter, splitPieces } from './tokens.js';
+import { ASCII_SCANNER, countTokens, SpanCounter, splitPieces } from './tokens.js';
 
 const PLAIN_TEXT = { disallowedSpecial: new Set<string>() } as const;
 const reference = (text: string) => libraryCount(text, PLAIN_TEXT);
@@ -118,6 +118,12 @@ describe('splitPieces', () => {
         expect(splitPieces(text), JSON.stringify(text)).toEqual(regexPieces(text));
       }
     }
+  });
+
+  it('scans ASCII itself only for the pattern it implements (gpt-tokenizer’s o200k pattern today)', () => {
+    // Fails when a gpt-tokenizer upgrade changes the pattern: check the scanner against the new one
+    // (the tests above) before updating SCANNED_PATTERN; until then every piece goes to the regex.
+    expect(ASCII_SCANNER).toBe(true);
   });
 
   it('splits real documents exactly as the pattern does', () => {

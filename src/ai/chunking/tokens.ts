@@ -55,6 +55,13 @@ const SPACE = 4;
 const END = 5;
 /** A code unit ≥ 0x80: its class needs Unicode tables, so the regular expression decides. */
 const WIDE = 6;
+
+/**
+ * The o200k split pattern `asciiPieceEnd` implements. Should gpt-tokenizer ever ship another, the
+ * scanner stands down and every piece goes through the regular expression (slower, still exact).
+ */
+const SCANNED_PATTERN = String.raw`[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{Lo}\p{M}]+(?:'(?:[sS]|[dD]|[mM]|[tT]|[lL][lL]|[vV][eE]|[rR][eE]))?|[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]+[\p{Ll}\p{Lm}\p{Lo}\p{M}]*(?:'(?:[sS]|[dD]|[mM]|[tT]|[lL][lL]|[vV][eE]|[rR][eE]))?|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n/]*|\s*[\r\n]+|\s+(?!\S)|\s+`;
+export const ASCII_SCANNER = O200K_TOKEN_SPLIT_REGEX.source === SCANNED_PATTERN;
 const ASCII_CLASS = Uint8Array.from({ length: 128 }, (_, c) =>
   c >= 0x61 && c <= 0x7a
     ? LOWER
@@ -97,11 +104,11 @@ function contractionEnd(text: string, at: number): number {
  *  5. `\s*[\r\n]+`: a whitespace run up to its last line break;
  *  6. `\s+(?!\S)`: a whitespace run, less its last character if text follows it;
  *  7. `\s+`.
- * Equal to the regular expression's pieces on every text (test: tokens.test.ts).
+ * Written to give the regular expression's pieces, and checked against it (tokens.test.ts).
  */
 function asciiPieceEnd(text: string, at: number): number {
   const first = classAt(text, at);
-  if (first === WIDE) return -1;
+  if (first === WIDE || !ASCII_SCANNER) return -1;
   const code = text.charCodeAt(at);
   // 1 and 2: letters, from `at` or after a one-character prefix (not \r, \n, a letter or a digit).
   const letters =
