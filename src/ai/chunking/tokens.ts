@@ -69,7 +69,7 @@ const ASCII_CLASS = Uint8Array.from({ length: 128 }, (_, c) =>
       ? UPPER
       : c >= 0x30 && c <= 0x39
         ? DIGIT
-        : c === 0x20 || (c >= 0x09 && c <= 0x0d)
+        : isSpace(c)
           ? SPACE
           : OTHER,
 );
@@ -108,7 +108,7 @@ function contractionEnd(text: string, at: number): number {
  */
 function asciiPieceEnd(text: string, at: number): number {
   const first = classAt(text, at);
-  if (first === WIDE || !ASCII_SCANNER) return -1;
+  if (first === WIDE) return -1;
   const code = text.charCodeAt(at);
   // 1 and 2: letters, from `at` or after a one-character prefix (not \r, \n, a letter or a digit).
   const letters =
@@ -168,7 +168,7 @@ let pieceStart = 0;
  */
 function nextPiece(text: string, at: number): number {
   if (at >= text.length) return -1;
-  const end = asciiPieceEnd(text, at);
+  const end = ASCII_SCANNER ? asciiPieceEnd(text, at) : -1;
   if (end > at) {
     pieceStart = at;
     return end;
